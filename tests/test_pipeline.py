@@ -1,0 +1,41 @@
+"""``trtbuild engine`` (what ``make engine`` runs): every CPU stage, the one-line engine skip, no-op rerun."""
+
+from __future__ import annotations
+
+import time
+from importlib.util import find_spec
+
+import pytest
+from click.testing import CliRunner
+
+from trtbuild.cli import cli
+
+pytestmark = pytest.mark.skipif(find_spec("tensorrt") is not None, reason="host has TensorRT: no skip line")
+
+
+def test_engine_runs_cpu_stages_then_skips_build_in_one_line(tmp_path):
+    args = ["engine", "--imgsz", "320", "--out-dir", str(tmp_path)]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert {"yolov8n.onnx", "yolov8n.sim.onnx", "yolov8n.export.json", "yolov8n.simplify.json"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+    skip_lines = [line for line in first.output.splitlines() if "engine build skipped" in line]
+    assert len(skip_lines) == 1 and "TensorRT is not installed" in skip_lines[0]
+    t0 = time.perf_counter()
+    second = CliRunner().invoke(cli, args)
+    elapsed = time.perf_counter() - t0
+    assert second.exit_code == 0
+    assert "yolov8n.onnx is up to date" in second.output and "yolov8n.sim.onnx is up to date" in second.output
+    assert elapsed < 5.0
+
+
+def test_strict_turns_the_skip_into_an_error(tmp_path):
+    result = CliRunner().invoke(cli, ["engine", "--imgsz", "320", "--out-dir", str(tmp_path), "--strict"])
+    assert result.exit_code == 3
+    assert result.output.strip().splitlines()[-1].startswith("error: engine build skipped")
+
+
+def test_bad_precision_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["engine", "--precision", "int4", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "fp32, fp16, int8" in result.output

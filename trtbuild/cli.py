@@ -1,0 +1,152 @@
+"""The ``trtbuild`` command line: a thin click layer that parses options and calls the stage functions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import DEFAULT_MODEL, DEFAULT_OPSET, DEFAULT_OUT_DIR, ExportConfig, PipelineConfig, SimplifyConfig
+from .config import parse_imgsz, parse_precisions
+from .errors import TrtbuildError
+
+
+class _Group(click.Group):
+    """Turns every ``TrtbuildError`` into ``error: <message>`` on stderr and the error's exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TrtbuildError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _imgsz(ctx, param, value):
+    try:
+        return parse_imgsz(value)
+    except TrtbuildError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="trtbuild")
+def cli():
+    """Compile a YOLOv8 detector into TensorRT engines and run it fast.
+
+    Pipeline: export (.pt/.yaml → ONNX) → simplify (onnxsim) → precision → build → run.
+    `trtbuild engine` runs every stage this host can; `trtbuild doctor` says which those are.
+    """
+
+
+_export_options = [
+    click.option("--imgsz", default="640", callback=_imgsz, show_default=True,
+                 help="Input size: one integer, or H,W (multiples of 32)."),
+    click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1),
+                 help="Batch size (the static batch, or the example batch when --dynamic)."),
+    click.option("--dynamic", is_flag=True, help="Dynamic batch axis."),
+    click.option("--dynamic-hw", is_flag=True, help="Also make height and width dynamic (implies --dynamic)."),
+    click.option("--opset", default=DEFAULT_OPSET, show_default=True, type=click.IntRange(13, 23),
+                 help="ONNX opset (17 parses on TensorRT 10.3 / JetPack 6 and newer)."),
+    click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False),
+                 help="Where artifacts and reports go."),
+    click.option("--name", default=None, help="Artifact base name [default: the model file's stem]."),
+    click.option("--force", is_flag=True, help="Rerun even when the inputs are unchanged."),
+]
+
+
+def _with(options):
+    def deco(f):
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+@cli.command("export")
+@click.argument("model", default=DEFAULT_MODEL)
+@_with(_export_options)
+def export_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force):
+    """Export a YOLOv8 detect MODEL (.pt checkpoint or .yaml config) to ONNX with ultralytics.
+
+    Writes OUT_DIR/NAME.onnx and NAME.export.json; skipped when model and options are unchanged.
+    """
+    from .export_onnx import export
+    from .pipeline import describe_export
+
+    cfg = ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset)
+    click.echo(describe_export(export(model, cfg, out_dir, name, force)))
+
+
+@cli.command("simplify")
+@click.argument("onnx_path", metavar="ONNX")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Output [default: NAME.sim.onnx].")
+@click.option("--rtol", default=1e-4, show_default=True, type=float,
+              help="Largest allowed max|a-b|/max|a| between original and simplified outputs.")
+@click.option("--strict", is_flag=True, help="Fail instead of keeping the unsimplified graph.")
+@click.option("--force", is_flag=True, help="Rerun even when the input is unchanged.")
+def simplify_cmd(onnx_path, out, rtol, strict, force):
+    """Simplify ONNX with onnxsim, report what changed and check parity with ONNX Runtime."""
+    from .console import human_bytes, table
+    from .pipeline import describe_simplify
+    from .simplify_onnx import simplify
+
+    res = simplify(onnx_path, SimplifyConfig(rtol=rtol), out=out, force=force, strict=strict)
+    click.echo(describe_simplify(res))
+    r = res.report
+    ops = sorted(set(r["ops_before"]) | set(r["ops_after"]), key=lambda o: -r["ops_before"].get(o, 0))
+    rows = [(o, r["ops_before"].get(o, 0), r["ops_after"].get(o, 0)) for o in ops]
+    rows.append(("total nodes", r["nodes_before"], r["nodes_after"]))
+    rows.append(("file size", human_bytes(r["bytes_before"]), human_bytes(r["bytes_after"])))
+    click.echo(table(rows, ("op", "before", "after")))
+    click.echo(f"report: {res.report_path}")
+
+
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def doctor_cmd(as_json):
+    """Show what this host has (TensorRT, pycuda, GPU) and which stages can run here."""
+    from .doctor_host import doctor, format_doctor
+
+    info = doctor()
+    click.echo(json.dumps(info, indent=2) if as_json else format_doctor(info))
+
+
+@cli.command("engine")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="YOLOv8 .pt checkpoint or .yaml config.")
+@_with(_export_options)
+@click.option("--precision", default="fp16", show_default=True,
+              help="fp32, fp16, int8, a comma list, or all.")
+@click.option("--calib", default="calib_data", show_default=True, type=click.Path(file_okay=False),
+              help="Calibration images (INT8).")
+@click.option("--strict", is_flag=True, help="Fail when a stage must be skipped on this host (e.g. no TensorRT).")
+def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, precision, calib, strict):
+    """Run the whole pipeline for MODEL: every stage whose inputs changed, as far as this host allows."""
+    from .pipeline import run_pipeline
+
+    try:
+        precisions = tuple(parse_precisions(precision))
+    except TrtbuildError as exc:
+        raise click.BadParameter(str(exc), param_hint="--precision") from None
+    cfg = PipelineConfig(
+        model=model,
+        export=ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset),
+        precisions=precisions,
+        calib=Path(calib),
+        out_dir=Path(out_dir),
+        name=name,
+        strict=strict,
+        force=force,
+    )
+    run_pipeline(cfg, echo=click.echo)
+
+
+def main() -> None:
+    cli(prog_name="trtbuild")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""``trtbuild engine`` / ``make engine``: run every stage whose inputs changed, as far as this host allows.
+
+Each stage is hash-keyed (see artifacts.py), so a second run with nothing changed only re-hashes files.
+On a host without TensorRT or a GPU the engine build is skipped with one line saying why (an error
+with ``strict``), after every stage that can run here has run.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .artifacts import StageResult
+from .config import PipelineConfig
+from .console import human_bytes
+from .cuda_probe import probe_cuda
+from .errors import DependencyMissingError
+from .export_onnx import export
+from .simplify_onnx import simplify
+from .trt.compat import INSTALL_HINT, tensorrt_info
+
+
+def describe_export(res: StageResult) -> str:
+    r = res.report
+    if res.skipped:
+        return f"export    {res.output} is up to date"
+    shape = " ".join(f"{s['name']}{list(s['shape'])}" for s in r["outputs_spec"])
+    return (
+        f"export    {r['model']} → {res.output} ({human_bytes(r['file_size'])}, {r['nodes']} nodes, "
+        f"{shape}, {r['seconds']:.1f} s)"
+    )
+
+
+def describe_simplify(res: StageResult) -> str:
+    r = res.report
+    if res.skipped:
+        return f"simplify  {res.output} is up to date"
+    if not r["simplified"]:
+        return f"simplify  kept the unsimplified graph in {res.output}: {r['reason']}"
+    p = r["parity"]
+    return (
+        f"simplify  {r['input']} → {res.output} ({r['nodes_before']} → {r['nodes_after']} nodes, "
+        f"parity max abs {p['max_abs']:.3g}, rel {p['max_rel']:.3g} ≤ {p['rtol']:g}, {r['seconds']:.1f} s)"
+    )
+
+
+def engine_build_blocker() -> str | None:
+    """Why no engine can be built on this host, or None when TensorRT and a GPU are both here."""
+    trt = tensorrt_info()
+    if not trt.installed:
+        return f"TensorRT is {trt.error} on this host ({INSTALL_HINT})"
+    cuda = probe_cuda()
+    if not cuda.gpus:
+        return f"TensorRT {trt.version} is installed but {cuda.error}"
+    # The builder (TensorRT 10.x/11.x paths) is not part of this version yet: say so instead of pretending.
+    return f"TensorRT {trt.version} and a GPU are here, but this trtbuild version has no engine builder yet"
+
+
+def run_pipeline(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> dict:
+    """Run the stages; return a summary dict (stage results and the build decision)."""
+    exp = export(cfg.model, cfg.export, cfg.out_dir, cfg.name, cfg.force)
+    echo(describe_export(exp))
+    sim = simplify(exp.output, cfg.simplify, force=cfg.force, strict=cfg.strict)
+    echo(describe_simplify(sim))
+    blocker = engine_build_blocker()
+    precisions = ",".join(cfg.precisions)
+    if blocker:
+        message = f"engine build skipped ({precisions}): {blocker}"
+        if cfg.strict:
+            raise DependencyMissingError(message + " [STRICT=1 makes this an error]")
+        echo(f"engine    {message}; the ONNX artifacts above are ready for a TensorRT host")
+    return {"export": exp, "simplify": sim, "engine_skipped": blocker}

@@ -1,0 +1,91 @@
+"""The ``Runner`` interface every backend implements, and ``open_runner`` which picks one by file type.
+
+A runner takes a preprocessed batch (NCHW float32, 0..1, RGB, letterboxed) and returns the model's raw
+outputs as NumPy arrays, in the order of ``output_specs``. Pre/post-processing is not its business.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    """One input or output tensor: name, shape (``None`` or a string for a dynamic axis) and NumPy dtype."""
+
+    name: str
+    shape: tuple
+    dtype: str
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(not isinstance(d, int) or d < 0 for d in self.shape)
+
+
+class Runner(abc.ABC):
+    """A loaded model that maps an input batch to raw outputs."""
+
+    path: Path
+    metadata: dict
+
+    @property
+    @abc.abstractmethod
+    def input_specs(self) -> list[IOSpec]: ...
+
+    @property
+    @abc.abstractmethod
+    def output_specs(self) -> list[IOSpec]: ...
+
+    @abc.abstractmethod
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run one batch ``[B,3,H,W]`` and return the outputs in ``output_specs`` order."""
+
+    @property
+    def input_hw(self) -> tuple[int, int] | None:
+        """Static (H, W) of the image input, or None when it is dynamic."""
+        h, w = self.input_specs[0].shape[2:4]
+        return (h, w) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else None
+
+    @property
+    def static_batch(self) -> int | None:
+        b = self.input_specs[0].shape[0]
+        return b if isinstance(b, int) and b > 0 else None
+
+    def warmup(self, iterations: int = 2, hw: tuple[int, int] | None = None) -> None:
+        """Run a few zero batches so first-call costs (allocation, kernel selection) are paid up front."""
+        h, w = self.input_hw or hw or (640, 640)
+        batch = np.zeros((self.static_batch or 1, 3, h, w), np.float32)
+        for _ in range(iterations):
+            self.infer(batch)
+
+    def close(self) -> None:
+        """Free the backend's resources (a no-op where nothing needs freeing)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_runner(path: str | Path, **kwargs) -> Runner:
+    """Open ``path`` with the backend its suffix names (``.onnx`` → ONNX Runtime, ``.engine`` → TensorRT)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file; pass an .onnx (or, with TensorRT, an .engine) path")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        from .onnx import OnnxRunner
+
+        return OnnxRunner(path, **kwargs)
+    if suffix in (".engine", ".plan", ".trt"):
+        from .engine import open_engine_runner  # lazy: TensorRT and pycuda are optional
+
+        return open_engine_runner(path, **kwargs)
+    raise InputError(f"{path}: unknown model type {suffix!r}; expected .onnx or .engine")

@@ -1,0 +1,1 @@
+"""TensorRT-facing code. Nothing here imports ``tensorrt`` at module import time."""
