@@ -20,8 +20,9 @@ def test_engine_runs_cpu_stages_then_skips_build_in_one_line(tmp_path):
     assert {"yolov8n.onnx", "yolov8n.sim.onnx", "yolov8n.export.json", "yolov8n.simplify.json"} <= {
         p.name for p in tmp_path.iterdir()
     }
-    skip_lines = [line for line in first.output.splitlines() if "engine build skipped" in line]
+    skip_lines = [line for line in first.output.splitlines() if "build skipped" in line]
     assert len(skip_lines) == 1 and "TensorRT is not installed" in skip_lines[0]
+    assert skip_lines[0].startswith("engine    build skipped (fp16)")
     t0 = time.perf_counter()
     second = CliRunner().invoke(cli, args)
     elapsed = time.perf_counter() - t0

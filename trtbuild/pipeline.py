@@ -64,8 +64,8 @@ def run_pipeline(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> di
     blocker = engine_build_blocker()
     precisions = ",".join(cfg.precisions)
     if blocker:
-        message = f"engine build skipped ({precisions}): {blocker}"
+        message = f"build skipped ({precisions}): {blocker}"
         if cfg.strict:
-            raise DependencyMissingError(message + " [STRICT=1 makes this an error]")
+            raise DependencyMissingError(f"engine {message} [STRICT=1 makes this an error]")
         echo(f"engine    {message}; the ONNX artifacts above are ready for a TensorRT host")
     return {"export": exp, "simplify": sim, "engine_skipped": blocker}
