@@ -1,0 +1,168 @@
+"""Letterbox preprocessing that matches ultralytics' predictor for static-shape models, bit for bit.
+
+Done in three cheap OpenCV passes over the resized pixels only (resize, BGR→RGB plane split, exact x/255 lookup
+table) plus a constant fill of the padding, writing straight into a caller's (e.g. pinned) batch buffer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114
+# x / 255 rounded to float32 for every uint8 x: the exact values of torch's ``uint8.float().div_(255)``.
+_TO_UNIT = (np.arange(256, dtype=np.float32) / np.float32(255.0)).reshape(1, 256)
+_PAD_UNIT = _TO_UNIT[0, PAD_VALUE]
+
+_scratch = threading.local()
+
+
+@dataclass(frozen=True)
+class LetterboxInfo:
+    """Geometry of one letterboxed image, enough to map boxes back to the original pixels."""
+
+    ratio: float  # resize ratio (new / old), the same for both axes before rounding
+    pad: tuple[float, float]  # (left, top) padding in input pixels
+    orig_shape: tuple[int, int]  # (h, w) of the original image
+    new_shape: tuple[int, int]  # (h, w) of the network input
+    unpad_shape: tuple[int, int]  # (h, w) of the resized image inside the padding
+
+    @property
+    def gain(self) -> tuple[float, float]:
+        """Per-axis (x, y) scale after rounding the resized size, as ultralytics' ``scale_boxes`` uses it."""
+        return self.unpad_shape[1] / self.orig_shape[1], self.unpad_shape[0] / self.orig_shape[0]
+
+
+def _as_hw(new_shape: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(new_shape, (int, np.integer)):
+        return int(new_shape), int(new_shape)
+    h, w = new_shape
+    return int(h), int(w)
+
+
+def letterbox_info(orig_shape: Sequence[int], new_shape: int | Sequence[int]) -> LetterboxInfo:
+    """Compute the letterbox geometry for an image of ``orig_shape`` (h, w[, c]) into ``new_shape``.
+
+    Same rule as ultralytics ``LetterBox(auto=False, scaleup=True, center=True)``: scale by the smaller ratio,
+    round each side (at least 1 px), split the padding in two with ``round(d - 0.1)`` on the top/left side.
+    """
+    h0, w0 = int(orig_shape[0]), int(orig_shape[1])
+    if h0 <= 0 or w0 <= 0:
+        raise ValueError(f"cannot letterbox an empty image of shape {tuple(orig_shape)}")
+    nh_t, nw_t = _as_hw(new_shape)
+    r = min(nh_t / h0, nw_t / w0)
+    nw, nh = max(round(w0 * r), 1), max(round(h0 * r), 1)
+    left = round((nw_t - nw) / 2 - 0.1)
+    top = round((nh_t - nh) / 2 - 0.1)
+    return LetterboxInfo(
+        ratio=r, pad=(float(left), float(top)), orig_shape=(h0, w0), new_shape=(nh_t, nw_t), unpad_shape=(nh, nw)
+    )
+
+
+def _buffers(shape: tuple[int, int], unpad: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-thread uint8 scratch views: the resized (h, w, 3) image and its three (h, w) RGB planes."""
+    size = shape[0] * shape[1] * 3
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or buf.shape[1] < size:
+        buf = _scratch.buf = np.empty((2, size), np.uint8)
+    n = unpad[0] * unpad[1] * 3
+    return buf[0, :n].reshape(*unpad, 3), buf[1, :n].reshape(3, *unpad)
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        desc = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"expected a BGR uint8 image of shape (H, W, 3), got a {desc}")
+    return image if image.flags.c_contiguous else np.ascontiguousarray(image)
+
+
+def _letterbox_into(image: np.ndarray, info: LetterboxInfo, dst: np.ndarray) -> None:
+    """Letterbox ``image`` and write RGB CHW float32 0..1 into ``dst`` (3, H, W), C-contiguous."""
+    nh, nw = info.unpad_shape
+    left, top = int(info.pad[0]), int(info.pad[1])
+    if image.shape[:2] == (nh, nw):
+        resized = image
+    else:
+        resized, _ = _buffers(info.new_shape, info.unpad_shape)
+        out = cv2.resize(image, (nw, nh), dst=resized, interpolation=cv2.INTER_LINEAR)
+        if out.ctypes.data != resized.ctypes.data:  # OpenCV chose not to write in place
+            resized = out
+    _, planes = _buffers(info.new_shape, info.unpad_shape)
+    rgb = [planes[2], planes[1], planes[0]]  # cv2.split writes B, G, R into these: planes become R, G, B
+    for got, want in zip(cv2.split(resized, rgb), rgb):
+        if got.ctypes.data != want.ctypes.data:  # OpenCV allocated instead of writing in place
+            want[...] = got
+    for c in range(3):
+        roi = dst[c, top : top + nh, left : left + nw]
+        out = cv2.LUT(planes[c], _TO_UNIT, dst=roi)
+        if out.ctypes.data != roi.ctypes.data:
+            roi[...] = out
+    # Padding: the exact value of 114 / 255 on every side of the resized image.
+    dst[:, :top] = _PAD_UNIT
+    dst[:, top + nh :] = _PAD_UNIT
+    dst[:, top : top + nh, :left] = _PAD_UNIT
+    dst[:, top : top + nh, left + nw :] = _PAD_UNIT
+
+
+def letterbox(image_bgr: np.ndarray, new_shape: int | tuple[int, int]) -> tuple[np.ndarray, LetterboxInfo]:
+    """Letterbox one BGR uint8 image to ``new_shape``; returns a (3, H, W) float32 RGB array in 0..1 and its info."""
+    image = _check_image(image_bgr)
+    info = letterbox_info(image.shape, new_shape)
+    out = np.empty((3, *info.new_shape), np.float32)
+    _letterbox_into(image, info, out)
+    return out, info
+
+
+def letterbox_batch(
+    images: Sequence[np.ndarray], new_shape: int | tuple[int, int], out: np.ndarray | None = None
+) -> tuple[np.ndarray, list[LetterboxInfo]]:
+    """Letterbox several images into one (N, 3, H, W) float32 batch.
+
+    ``out``, if given, must be a C-contiguous float32 array of shape (M, 3, H, W) with M >= N; the images are
+    written into its first N slots and ``out[:N]`` (a view) is returned. Slots beyond N are left untouched.
+    """
+    hw = _as_hw(new_shape)
+    n = len(images)
+    if out is None:
+        out = np.empty((n, 3, *hw), np.float32)
+    elif (
+        not isinstance(out, np.ndarray)
+        or out.dtype != np.float32
+        or out.ndim != 4
+        or out.shape[1:] != (3, *hw)
+        or out.shape[0] < n
+        or not out.flags.c_contiguous
+    ):
+        desc = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ValueError(f"out must be a C-contiguous float32 array of shape (>={n}, 3, {hw[0]}, {hw[1]}), got {desc}")
+    infos = []
+    for i, img in enumerate(images):
+        image = _check_image(img)
+        info = letterbox_info(image.shape, hw)
+        _letterbox_into(image, info, out[i])
+        infos.append(info)
+    return out[:n], infos
+
+
+def scale_boxes(boxes_xyxy: np.ndarray, info: LetterboxInfo) -> np.ndarray:
+    """Map (N, 4) xyxy boxes from network-input pixels back to original pixels, clipped to the image.
+
+    Same arithmetic as ultralytics ``scale_boxes(..., padding=True)`` called by its predictor (which recomputes
+    the per-axis gain from the rounded resized size). Returns a new float32 array; the input is not modified.
+    """
+    boxes = np.array(boxes_xyxy, dtype=np.float32).reshape(-1, 4)  # always a copy
+    pad_x, pad_y = info.pad
+    gain_x, gain_y = info.gain
+    h, w = info.orig_shape
+    xs, ys = boxes[:, 0::2], boxes[:, 1::2]  # views: (x1, x2) and (y1, y2)
+    xs -= np.float32(pad_x)
+    ys -= np.float32(pad_y)
+    xs /= np.float32(gain_x)
+    ys /= np.float32(gain_y)
+    np.minimum(np.maximum(xs, 0, out=xs), w, out=xs)  # == clip(0, w), NaN kept as NaN
+    np.minimum(np.maximum(ys, 0, out=ys), h, out=ys)
+    return boxes
