@@ -131,3 +131,14 @@ def test_bad_imgsz_is_a_usage_error(tmp_path):
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+def test_relative_out_dir_and_pt_path(tmp_path, monkeypatch):
+    from ultralytics import YOLO
+
+    monkeypatch.chdir(tmp_path)
+    YOLO("yolov8n.yaml").save("tiny.pt")
+    result = CliRunner().invoke(cli, ["export", "tiny.pt", "--imgsz", "320", "--out-dir", "engines"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "engines" / "tiny.onnx").is_file()
+    assert files_in(tmp_path / "engines") == {"tiny.onnx", "tiny.export.json"}

@@ -144,6 +144,75 @@ def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
     run_pipeline(cfg, echo=click.echo)
 
 
+@cli.command("infer")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("source", type=click.Path())
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+              help="Write detections as JSON lines (one object per image or frame).")
+@click.option("--save", "save_dir", default=None, type=click.Path(file_okay=False),
+              help="Write annotated images into this folder.")
+@click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="Score threshold.")
+@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
+@click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1), help="Boxes per image.")
+@click.option("--batch", default=None, type=click.IntRange(min=1),
+              help="Images per call for dynamic-batch models [default: the model's static batch, else 1].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def infer_cmd(model, source, json_path, save_dir, conf, iou, max_det, batch, quiet):
+    """Detect objects in SOURCE (an image, a folder of images or a video) with MODEL (.onnx or .engine).
+
+    Without --json, detections are printed as JSON lines on stdout.
+    """
+    from .infer import run_infer
+
+    def on_skip(path, reason):
+        click.echo(f"skipped {path}: {reason}", err=True)
+
+    res = run_infer(model, source, json_path, save_dir, conf, iou, max_det, batch, progress=not quiet,
+                    on_skip=on_skip)
+    if not json_path:
+        for rec in res["records"]:
+            click.echo(json.dumps(rec))
+    ms = res["ms_per_image"]
+    summary = (
+        f"infer     {res['images']} image(s), {res['detections']} detection(s)"
+        + (f", {len(res['skipped'])} file(s) skipped" if res["skipped"] else "")
+        + (f" → {json_path}" if json_path else "")
+        + (f", annotated in {save_dir}/" if save_dir else "")
+        + f" (per image: pre {ms['preprocess']:.1f} ms, infer {ms['infer']:.1f} ms, post {ms['postprocess']:.1f} ms)"
+    )
+    click.echo(summary, err=not json_path)
+
+
+@cli.command("eval")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--data", required=True, type=click.Path(),
+              help="YOLO data set: a data.yaml, or a folder holding one.")
+@click.option("--split", default="val", show_default=True, help="Split named in the data.yaml.")
+@click.option("--conf", default=0.001, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch", default=None, type=click.IntRange(min=1), help="Images per call (dynamic-batch models).")
+@click.option("--report", default=None, type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def eval_cmd(model, data, split, conf, iou, max_det, batch, report, quiet):
+    """mAP50, mAP50-95, per-class AP, P and R of MODEL on a YOLO-format data set (ultralytics' val protocol)."""
+    from .evaluate import evaluate, format_eval
+
+    res = evaluate(model, data, split, conf, iou, max_det, batch, report=report, progress=not quiet)
+    click.echo(format_eval(res))
+    if report:
+        click.echo(f"report: {report}")
+
+
+def _register_synth() -> None:
+    from .synth import synth_command
+
+    cli.add_command(synth_command, "synth")
+
+
+_register_synth()
+
+
 def main() -> None:
     cli(prog_name="trtbuild")
 

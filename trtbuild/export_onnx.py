@@ -189,7 +189,7 @@ def export(
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as tmp:
-        workdir = Path(tmp)
+        workdir = Path(tmp).resolve()  # ultralytics runs with this as cwd: relative paths would break
         with _ultralytics_log_level(logging.WARNING):
             yolo = _load_yolo(model, source, kind, workdir, cfg.seed)
             task = getattr(yolo, "task", None)

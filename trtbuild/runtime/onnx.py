@@ -1,0 +1,64 @@
+"""ONNX Runtime backend of the ``Runner`` interface: the CPU reference every engine is compared with."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .base import IOSpec, Runner
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(bool)": "bool",
+}
+
+
+def _spec(arg) -> IOSpec:
+    shape = tuple(d if isinstance(d, int) else (d or None) for d in arg.shape)
+    return IOSpec(arg.name, shape, _ORT_TYPES.get(arg.type, arg.type))
+
+
+class OnnxRunner(Runner):
+    """Runs an ONNX model with ONNX Runtime (CPU by default; ``providers`` to choose others)."""
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads or os.environ.get("TRTBUILD_ORT_THREADS"):
+            opts.intra_op_num_threads = int(threads or os.environ["TRTBUILD_ORT_THREADS"])
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), opts, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise InputError(f"{self.path}: ONNX Runtime cannot load it ({first}); re-export the model") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._inputs = [_spec(a) for a in self.session.get_inputs()]
+        self._outputs = [_spec(a) for a in self.session.get_outputs()]
+        self._input_dtype = np.dtype(self._inputs[0].dtype)
+
+    @property
+    def input_specs(self) -> list[IOSpec]:
+        return self._inputs
+
+    @property
+    def output_specs(self) -> list[IOSpec]:
+        return self._outputs
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        if batch.dtype != self._input_dtype:
+            batch = batch.astype(self._input_dtype)
+        return self.session.run(None, {self._inputs[0].name: batch})
