@@ -1,14 +1,16 @@
-"""Time trtbuild.vision pre/post-processing against ultralytics' own, per 640 frame, on real photos.
+"""Time trtbuild.vision pre/post-processing against ultralytics' own, per 640 frame, on real images.
 
 Letterbox: ours vs ultralytics' predictor ``preprocess`` (LetterBox + its uint8→float CHW normalisation).
 Decode: ours (``postprocess``) vs ``non_max_suppression`` + ``scale_boxes`` on the model's real outputs.
 Both sides run in the same process with the same OpenCV thread setting; median of --runs after warm-up.
 
-    python bench/prepost.py [--onnx yolov8n.onnx] [--runs 100]
+    python bench/prepost.py [--onnx model.onnx | --random-model] [--runs 100]
 
-Without --onnx it exports ``yolov8n.yaml`` (random weights, seeded) to a temp dir. Random heads give near-constant
-scores (nothing passes conf 0.25), so unless --raw-head is given the BatchNorm statistics are recalibrated on the
-photos and the class bias lowered, making scores and boxes depend on the image as a trained model's would.
+By default it exports the project's reference model (models/shapes-yolov8n.pt) and runs it on real photos
+(ultralytics' and scikit-image's) and on images of its own synthetic val split, so the decode is timed on the
+reference model's real outputs. --random-model exports ``yolov8n.yaml`` (random weights, seeded) instead; random
+heads give near-constant scores (nothing passes conf 0.25), so unless --raw-head is given the BatchNorm
+statistics are recalibrated on the photos and the class bias lowered, making scores depend on the image.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from trtbuild.vision.decode import postprocess  # noqa: E402
 from trtbuild.vision.letterbox import letterbox  # noqa: E402
 
+REFERENCE_MODEL = Path(__file__).resolve().parents[1] / "models" / "shapes-yolov8n.pt"
+SYNTHETIC_IMAGES = 5  # val-split images rendered by trtbuild.synth (seed 0)
 TARGET_TOTAL_MS = 2.0
 TARGET_SPEEDUP = 2.0
 
@@ -45,6 +49,22 @@ def photo_paths() -> list[Path]:
     data = Path(skimage.__file__).parent / "data"
     names = ["astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg"]
     return [assets / "bus.jpg", assets / "zidane.jpg"] + [data / n for n in names]
+
+
+def synthetic_images(n: int) -> list[tuple[str, np.ndarray]]:
+    """The first ``n`` images of the reference model's val split, rendered in memory (same pixels as on disk
+    up to JPEG encoding)."""
+    from trtbuild.synth import render_image
+
+    return [(f"synth-val-{i:03d}", render_image(0, "val", i)[0]) for i in range(n)]
+
+
+def export_reference(out_dir: Path, imgsz: int) -> Path:
+    """Export models/shapes-yolov8n.pt with trtbuild's own export stage."""
+    from trtbuild.config import ExportConfig
+    from trtbuild.export_onnx import export
+
+    return export(REFERENCE_MODEL, ExportConfig(imgsz=(imgsz, imgsz)), out_dir=out_dir).output
 
 
 def export_model(out_dir: Path, images: list[np.ndarray], imgsz: int, raw_head: bool) -> Path:
@@ -103,7 +123,8 @@ def time_pair(fn_a, fn_b, runs: int, warmup: int) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--onnx", type=Path, help="YOLOv8 detect ONNX (static 640); default: export yolov8n.yaml")
+    ap.add_argument("--onnx", type=Path, help="YOLOv8 detect ONNX (static 640); default: the reference model")
+    ap.add_argument("--random-model", action="store_true", help="export yolov8n.yaml instead of the reference model")
     ap.add_argument("--runs", type=int, default=100, help="timed runs per image and stage (median is reported)")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--conf", type=float, default=0.25, help="ultralytics predict default")
@@ -124,12 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     from ultralytics.utils.nms import non_max_suppression
 
     cv2.setNumThreads(CV2_DEFAULT_THREADS if args.cv2_threads is None else args.cv2_threads)
-    paths = photo_paths()
-    images = [cv2.imread(str(p)) for p in paths]
+    named = [(p.name, cv2.imread(str(p))) for p in photo_paths()]
+    if not args.random_model:
+        named += synthetic_images(SYNTHETIC_IMAGES)
+    paths, images = [Path(n) for n, _ in named], [im for _, im in named]
     imgsz = 640
 
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = args.onnx or export_model(Path(tmp), images, imgsz, args.raw_head)
+        if args.onnx:
+            onnx_path = args.onnx
+        elif args.random_model:
+            onnx_path = export_model(Path(tmp), images, imgsz, args.raw_head)
+        else:
+            onnx_path = export_reference(Path(tmp), imgsz)
         sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
         in_shape = sess.get_inputs()[0].shape
         if list(in_shape[2:]) != [imgsz, imgsz]:
@@ -172,8 +200,13 @@ def main(argv: list[str] | None = None) -> int:
             n_cand = int((out[0, 4:].max(0) > args.conf).sum())
             rows.append((path.name, img.shape, n_cand, len(ours_dets), lb, dec))
 
-    model = f"--onnx {args.onnx}" if args.onnx else "yolov8n.yaml export, " + ("raw" if args.raw_head else "calibrated")
-    print(f"\nper 640 frame, median of {args.runs} runs after {args.warmup} warm-up, in ms; model: {model} head")
+    if args.onnx:
+        model = f"--onnx {args.onnx}"
+    elif args.random_model:
+        model = "yolov8n.yaml export, " + ("raw" if args.raw_head else "calibrated") + " head"
+    else:
+        model = f"reference model {REFERENCE_MODEL.name}"
+    print(f"\nper 640 frame, median of {args.runs} runs after {args.warmup} warm-up, in ms; model: {model}")
     print(f"conf={args.conf} iou={args.iou}; OpenCV threads={cv2.getNumThreads()}, "
           f"torch threads={torch.get_num_threads()}")
     hdr = (
