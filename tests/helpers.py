@@ -1,9 +1,12 @@
-"""Small helpers shared by the tests (paths of real photos bundled with installed packages)."""
+"""Small helpers shared by the tests: paths of real photos bundled with installed packages, model exports."""
 
 from __future__ import annotations
 
+import os
 from importlib.util import find_spec
 from pathlib import Path
+
+import numpy as np
 
 
 def package_dir(name: str) -> Path:
@@ -25,3 +28,48 @@ def skimage_photos() -> list[Path]:
 
 def files_in(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()} if folder.exists() else set()
+
+
+def photos() -> dict[str, np.ndarray]:
+    """{file name: BGR image as cv2 reads the file} for the ultralytics and scikit-image photos."""
+    import cv2
+
+    return {p.name: cv2.imread(str(p)) for p in ultralytics_photos() + skimage_photos()}
+
+
+def export_calibrated_model(out_dir: Path, images: list[np.ndarray]) -> Path:
+    """yolov8n.yaml (seeded random weights) exported to a 640×640 ONNX whose scores depend on the image.
+
+    An untouched random head gives near-constant scores (nothing passes conf 0.25), so before export the
+    BatchNorm statistics are recomputed on ``images`` and the class bias lowered: scores and boxes then vary
+    with the image, as a trained model's do, and real photos give many detections.
+    """
+    import torch
+    from ultralytics import YOLO
+
+    from trtbuild.vision.letterbox import letterbox
+
+    torch.manual_seed(0)
+    yolo = YOLO("yolov8n.yaml")
+    net = yolo.model
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the one calibration batch
+    net.train()
+    with torch.no_grad():
+        net(torch.stack([torch.from_numpy(letterbox(img, 640)[0]) for img in images]))
+    net.eval()
+    with torch.no_grad():
+        for branch in net.model[-1].cv3:
+            branch[-1].weight.mul_(2.0)
+            branch[-1].bias.fill_(-7.0)
+        for branch in net.model[-1].cv2:
+            branch[-1].weight.mul_(3.0)
+    cwd = os.getcwd()
+    os.chdir(out_dir)  # ultralytics writes the export next to the model name, i.e. into the cwd
+    try:
+        path = Path(yolo.export(format="onnx", imgsz=640, simplify=False, verbose=False))
+    finally:
+        os.chdir(cwd)
+    return path if path.is_absolute() else out_dir / path

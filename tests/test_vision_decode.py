@@ -20,49 +20,11 @@ from trtbuild.vision.draw import draw_detections
 from trtbuild.vision.letterbox import letterbox, letterbox_info
 from trtbuild.vision.nms import nms
 
+from .helpers import export_calibrated_model as _export_model
+from .helpers import photos as _photos
+
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")  # imported, so ultralytics uses torchvision NMS as in predict
-
-
-def _photos() -> dict[str, np.ndarray]:
-    import skimage
-    import ultralytics
-
-    assets = Path(ultralytics.__file__).parent / "assets"
-    data = Path(skimage.__file__).parent / "data"
-    paths = [assets / "bus.jpg", assets / "zidane.jpg"] + [
-        data / n for n in ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
-    ]
-    return {p.name: cv2.imread(str(p)) for p in paths}
-
-
-def _export_model(out_dir: Path, images: list[np.ndarray]) -> Path:
-    from ultralytics import YOLO
-
-    torch.manual_seed(0)
-    yolo = YOLO("yolov8n.yaml")
-    net = yolo.model
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the one calibration batch
-    net.train()
-    with torch.no_grad():
-        net(torch.stack([torch.from_numpy(letterbox(img, 640)[0]) for img in images]))
-    net.eval()
-    with torch.no_grad():
-        for branch in net.model[-1].cv3:
-            branch[-1].weight.mul_(2.0)
-            branch[-1].bias.fill_(-7.0)
-        for branch in net.model[-1].cv2:
-            branch[-1].weight.mul_(3.0)
-    cwd = os.getcwd()
-    os.chdir(out_dir)  # ultralytics writes the export next to the model name, i.e. into the cwd
-    try:
-        path = Path(yolo.export(format="onnx", imgsz=640, simplify=False, verbose=False))
-    finally:
-        os.chdir(cwd)
-    return path if path.is_absolute() else out_dir / path
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,24 @@ from .errors import TrtbuildError
 
 
 class _Group(click.Group):
-    """Turns every ``TrtbuildError`` into ``error: <message>`` on stderr and the error's exit code."""
+    """Turns every ``TrtbuildError`` into ``error: <message>`` on stderr and the error's exit code.
+
+    Commands defined in other modules (``synth``, ...) are imported only when invoked or listed in
+    ``--help``, so ``trtbuild --version`` and friends never pay for cv2/onnxruntime imports.
+    """
+
+    lazy = {"synth": "trtbuild.synth:synth_command"}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy and name not in self.commands:
+            import importlib
+
+            module, attr = self.lazy[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:
@@ -202,15 +219,6 @@ def eval_cmd(model, data, split, conf, iou, max_det, batch, report, quiet):
     click.echo(format_eval(res))
     if report:
         click.echo(f"report: {report}")
-
-
-def _register_synth() -> None:
-    from .synth import synth_command
-
-    cli.add_command(synth_command, "synth")
-
-
-_register_synth()
 
 
 def main() -> None:
