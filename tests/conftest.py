@@ -54,3 +54,40 @@ def exported_yolov8n(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("export")
     return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320)), out_dir=out).output
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPES_MODEL = os.path.join(REPO_ROOT, "models", "shapes-yolov8n.pt")
+SHAPES_VAL_IMAGES = 120  # val images in the session's synthetic data set (kept small: 2 CPU cores)
+
+
+@pytest.fixture(scope="session")
+def calibrated_onnx(tmp_path_factory):
+    """yolov8n.yaml with BatchNorm recalibrated on the test photos, exported to a 640×640 ONNX once per session.
+
+    Random weights, but scores and boxes depend on the image, so real photos give many detections.
+    """
+    from .helpers import export_calibrated_model, photos
+
+    return export_calibrated_model(tmp_path_factory.mktemp("calibrated"), list(photos().values()))
+
+
+@pytest.fixture(scope="session")
+def shapes_onnx(tmp_path_factory):
+    """The project's reference model models/shapes-yolov8n.pt exported to ONNX (640×640, batch 1) by trtbuild."""
+    from trtbuild.config import ExportConfig
+    from trtbuild.export_onnx import export
+
+    return export(SHAPES_MODEL, ExportConfig(), out_dir=tmp_path_factory.mktemp("shapes")).output
+
+
+@pytest.fixture(scope="session")
+def shapes_val_data(tmp_path_factory):
+    """data.yaml of a synthetic shapes data set with only a val split (SHAPES_VAL_IMAGES images, seed 0).
+
+    Shared: tests that modify a data set must copy it first.
+    """
+    from trtbuild.synth import generate_dataset
+
+    root = tmp_path_factory.mktemp("shapes-data")
+    return generate_dataset(root, n_train=0, n_val=SHAPES_VAL_IMAGES, seed=0, workers=1, progress=False)

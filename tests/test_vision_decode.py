@@ -7,9 +7,6 @@ photos and the class bias lowered: scores and boxes then depend on the image, as
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
