@@ -20,7 +20,7 @@ class _Group(click.Group):
     ``--help``, so ``trtbuild --version`` and friends never pay for cv2/onnxruntime imports.
     """
 
-    lazy = {"synth": "trtbuild.synth:synth_command"}
+    lazy = {"synth": "trtbuild.synth:synth_command", "calibrate": "trtbuild.precision.calibrate:calibrate_command"}
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
@@ -138,9 +138,18 @@ def doctor_cmd(as_json):
 @click.option("--precision", default="fp16", show_default=True,
               help="fp32, fp16, int8, a comma list, or all.")
 @click.option("--calib", default="calib_data", show_default=True, type=click.Path(file_okay=False),
-              help="Calibration images (INT8).")
+              help="Calibration images (INT8; FP16 uses them to find values too large for FP16).")
+@click.option("--calib-num", default=512, show_default=True, type=click.IntRange(min=1),
+              help="Calibration images used at most.")
+@click.option("--calib-method", default="entropy", show_default=True,
+              type=click.Choice(["entropy", "percentile", "minmax"]), help="Activation range method.")
+@click.option("--data", default=None, type=click.Path(),
+              help="YOLO data set (data.yaml or its folder) for the INT8 accuracy budget and the precision report.")
+@click.option("--max-map-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Points of mAP50-95 INT8 may lose vs FP32 before layers fall back (needs --data).")
 @click.option("--strict", is_flag=True, help="Fail when a stage must be skipped on this host (e.g. no TensorRT).")
-def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, precision, calib, strict):
+def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, precision, calib, calib_num,
+               calib_method, data, max_map_drop, strict):
     """Run the whole pipeline for MODEL: every stage whose inputs changed, as far as this host allows."""
     from .pipeline import run_pipeline
 
@@ -153,6 +162,10 @@ def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
         export=ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset),
         precisions=precisions,
         calib=Path(calib),
+        calib_num=calib_num,
+        calib_method=calib_method,
+        data=Path(data) if data else None,
+        max_map_drop=max_map_drop,
         out_dir=Path(out_dir),
         name=name,
         strict=strict,

@@ -83,6 +83,11 @@ class PipelineConfig:
     simplify: SimplifyConfig = field(default_factory=SimplifyConfig)
     precisions: tuple[str, ...] = ("fp16",)
     calib: Path = Path("calib_data")
+    calib_num: int = 512
+    calib_batch: int = 8
+    calib_method: str = "entropy"
+    data: Path | None = None  # YOLO data set for the accuracy budget and the precision report
+    max_map_drop: float = 1.0  # points of mAP50-95 the INT8 model may lose against FP32
     out_dir: Path = DEFAULT_OUT_DIR
     name: str | None = None
     strict: bool = False

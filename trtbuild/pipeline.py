@@ -7,13 +7,14 @@ with ``strict``), after every stage that can run here has run.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 from .artifacts import StageResult
 from .config import PipelineConfig
 from .console import human_bytes
 from .cuda_probe import probe_cuda
-from .errors import DependencyMissingError
+from .errors import DependencyMissingError, TrtbuildError
 from .export_onnx import export
 from .simplify_onnx import simplify
 from .trt.compat import INSTALL_HINT, tensorrt_info
@@ -55,12 +56,61 @@ def engine_build_blocker() -> str | None:
     return f"TensorRT {trt.version} and a GPU are here, but this trtbuild version has no engine builder yet"
 
 
+def describe_precision(res: StageResult, label: str) -> str:
+    r = res.report
+    if res.skipped:
+        return f"{label:<9} {res.output} is up to date"
+    if r["stage"] == "fp16":
+        kept = r["conversion"]["kept_fp32"]
+        return (f"{label:<9} {r['input']} → {res.output} ({len(kept)} node(s) kept FP32 for range, "
+                f"{r['casts']} casts, {r['seconds']:.1f} s)")
+    q = r["qdq"]
+    return (f"{label:<9} {r['input']} → {res.output} ({len(q['quantized_convs'])}/{q['convs']} convs INT8, "
+            f"{r['qdq_pairs']} Q/DQ pairs, {len(r['exclude'])} kept in float, {r['seconds']:.1f} s)")
+
+
+def _precision_stages(cfg: PipelineConfig, sim: StageResult, echo) -> dict:
+    """FP16 typed ONNX and INT8 (calibration ranges, TensorRT table, Q/DQ ONNX) as requested."""
+    from .graph import io_specs, load_onnx
+    from .precision.calibrate import calibrate, describe_calibrate, select_images
+    from .precision.stages import fp16_stage, int8_stage, qdq_tensors
+
+    results: dict = {}
+    if not ({"fp16", "int8"} & set(cfg.precisions)):
+        return results
+    (inp,), _ = io_specs(load_onnx(sim.output, check=False))
+    imgsz = tuple(inp.shape[2:4])
+    images: list = []
+    if cfg.calib.is_dir():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the calibrate stage reports a small set in its own words
+                images, _ = select_images(cfg.calib, cfg.calib_num, 0)
+        except TrtbuildError:
+            if "int8" in cfg.precisions:
+                raise
+    if "fp16" in cfg.precisions:
+        results["fp16"] = fp16_stage(sim.output, images, imgsz, force=cfg.force)
+        echo(describe_precision(results["fp16"], "fp16"))
+    if "int8" in cfg.precisions:
+        cal = calibrate(sim.output, cfg.calib, num=cfg.calib_num, batch=cfg.calib_batch, method=cfg.calib_method,
+                        force=cfg.force, tensors=qdq_tensors(sim.output), progress=True)
+        echo(describe_calibrate(cal))
+        if cal.report.get("warning"):
+            echo(f"calibrate warning: {cal.report['warning']}")
+        results["calibrate"] = cal
+        results["int8"] = int8_stage(sim.output, cal.output, force=cfg.force)
+        echo(describe_precision(results["int8"], "int8"))
+    return results
+
+
 def run_pipeline(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> dict:
     """Run the stages; return a summary dict (stage results and the build decision)."""
     exp = export(cfg.model, cfg.export, cfg.out_dir, cfg.name, cfg.force)
     echo(describe_export(exp))
     sim = simplify(exp.output, cfg.simplify, force=cfg.force, strict=cfg.strict)
     echo(describe_simplify(sim))
+    precision = _precision_stages(cfg, sim, echo)
     blocker = engine_build_blocker()
     precisions = ",".join(cfg.precisions)
     if blocker:
@@ -68,4 +118,4 @@ def run_pipeline(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> di
         if cfg.strict:
             raise DependencyMissingError(f"engine {message} [STRICT=1 makes this an error]")
         echo(f"engine    {message}; the ONNX artifacts above are ready for a TensorRT host")
-    return {"export": exp, "simplify": sim, "engine_skipped": blocker}
+    return {"export": exp, "simplify": sim, **precision, "engine_skipped": blocker}
