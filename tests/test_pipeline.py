@@ -40,3 +40,38 @@ def test_strict_turns_the_skip_into_an_error(tmp_path):
 def test_bad_precision_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(cli, ["engine", "--precision", "int4", "--out-dir", str(tmp_path)])
     assert result.exit_code == 2 and "fp32, fp16, int8" in result.output
+
+
+def test_engine_precision_all_writes_fp16_int8_and_table(tmp_path):
+    """`make engine PRECISION=all` on a CPU host: every precision artifact, then the one-line skip."""
+    import shutil
+
+    import onnx
+
+    from trtbuild.precision.table import parse_table
+
+    from .helpers import skimage_photos, ultralytics_photos
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for photo in ultralytics_photos() + skimage_photos():
+        shutil.copy(photo, calib / photo.name)
+    out = tmp_path / "engines"
+    args = ["engine", "--imgsz", "320", "--precision", "all", "--calib", str(calib), "--calib-method", "minmax",
+            "--out-dir", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in out.iterdir()}
+    for suffix in ("onnx", "sim.onnx", "fp16.onnx", "int8.onnx", "calib.cache", "ranges.json"):
+        assert f"yolov8n.{suffix}" in names, (suffix, names)
+    int8 = onnx.load(str(out / "yolov8n.int8.onnx"))
+    assert sum(n.op_type == "QuantizeLinear" for n in int8.graph.node) > 0
+    fp16 = onnx.load(str(out / "yolov8n.fp16.onnx"))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in fp16.graph.initializer)
+    header, scales = parse_table(out / "yolov8n.calib.cache")
+    assert header.startswith("TRT-") and "images" in scales
+    assert "calibrate warning: only" in result.output  # 7 images: the tool says why that is too few
+    skip = [line for line in result.output.splitlines() if "build skipped" in line]
+    assert len(skip) == 1 and "(fp32,fp16,int8)" in skip[0]
+    again = CliRunner().invoke(cli, args)
+    assert again.output.count("is up to date") >= 5, again.output
