@@ -14,6 +14,30 @@ INSTALL_HINT = (
     "pip install --extra-index-url https://pypi.nvidia.com 'trtbuild[gpu]'"
 )
 
+# Every TensorRT name trtbuild's code uses (qualified as in tests/trt_api/*.txt) -> the TensorRT majors
+# (or versions, "10.13") whose code path uses it. trtbuild/trt/apicheck.py, run by tests/test_trt_api.py,
+# fails when a tensorrt attribute chain in trtbuild/ is missing here, or when a name is absent from
+# the API list of a version it claims ("10": 10.3.0 and 10.13.3.9; "11": 11.4.0.106).
+API_USES: dict[str, tuple[str, ...]] = {
+    "__version__": ("10", "11"),  # tensorrt_info()
+    # runtime, the same in 10.x and 11.x
+    "Runtime.deserialize_cuda_engine": ("10", "11"),
+    "ICudaEngine.num_io_tensors": ("10", "11"),
+    "ICudaEngine.get_tensor_name": ("10", "11"),
+    "ICudaEngine.get_tensor_mode": ("10", "11"),
+    "ICudaEngine.get_tensor_shape": ("10", "11"),
+    "ICudaEngine.get_tensor_dtype": ("10", "11"),
+    "ICudaEngine.create_engine_inspector": ("10", "11"),
+    "IExecutionContext.set_input_shape": ("10", "11"),
+    "IExecutionContext.set_tensor_address": ("10", "11"),
+    "IExecutionContext.execute_async_v3": ("10", "11"),
+    # weak typing (precision flags, INT8 calibration): 10.x only, removed in 11.x
+    "BuilderFlag.FP16": ("10",),
+    "BuilderFlag.INT8": ("10",),
+    "IInt8EntropyCalibrator2": ("10",),
+    "IBuilderConfig.int8_calibrator": ("10",),
+}
+
 
 @dataclass(frozen=True)
 class TensorRTInfo:
