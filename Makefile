@@ -5,6 +5,7 @@ IMGSZ     ?= 640
 BATCH     ?= 1
 PRECISION ?= fp16
 CALIB     ?= calib_data
+CALIB_METHOD ?= entropy
 STRICT    ?= 0
 OUT_DIR   ?= engines
 PYTHON    ?= python3
@@ -16,12 +17,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.trtbuild-installed
 STRICT_FLAG := $(if $(filter 1 yes true,$(STRICT)),--strict,)
 
-.PHONY: help install engine test bench data calib eval clean distclean
+.PHONY: help install engine test bench bench-precision data calib eval clean distclean
 
 help:
 	@echo "make engine   export → simplify → (precision, build where TensorRT exists) for MODEL=$(MODEL)"
 	@echo "make test     run the test suite (installs into $(VENV) first if needed)"
 	@echo "make bench    pre/post-processing benchmark against ultralytics"
+	@echo "make bench-precision  INT8 recipes vs ONNX Runtime quantize_static (minutes)"
 	@echo "make calib    generate 512 synthetic calibration images into calib_data/shapes"
 	@echo "make data     generate the reference model's synthetic val split into DATA=$(DATA)"
 	@echo "make eval     mAP of the simplified ONNX of MODEL on DATA (runs make engine and make data first)"
@@ -44,7 +46,7 @@ ENGINE_DEPS := $(STAMP) $(if $(filter calib_data calib_data/,$(CALIB)),$(CALIB_S
 
 engine: $(ENGINE_DEPS)
 	$(BIN)/trtbuild engine --model $(MODEL) --imgsz $(IMGSZ) --batch $(BATCH) --precision $(PRECISION) \
-		--calib $(CALIB) --data $(DATA) --out-dir $(OUT_DIR) $(STRICT_FLAG)
+		--calib $(CALIB) --calib-method $(CALIB_METHOD) --data $(DATA) --out-dir $(OUT_DIR) $(STRICT_FLAG)
 
 $(CALIB_SYNTH): | $(STAMP)
 	$(BIN)/trtbuild synth --out calib_data/shapes --train 512 --val 0 --seed 1
@@ -59,6 +61,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/prepost.py
 
+# INT8 recipes (trtbuild Q/DQ + budget vs ONNX Runtime quantize_static) on the reference model; minutes on a CPU.
+bench-precision: $(ENGINE_DEPS)
+	$(BIN)/python bench/precision.py --calib $(CALIB) --data $(DATA) --method $(CALIB_METHOD) --work $(OUT_DIR) --hard
+
 $(DATA)/data.yaml: | $(STAMP)
 	$(BIN)/trtbuild synth --out $(DATA) --train 0 --val 500 --seed 0
 
@@ -72,14 +78,5 @@ clean:
 	find $(OUT_DIR) -mindepth 1 ! -name README.md -exec rm -rf {} +
 	rm -rf .pytest_cache runs
 
-dist$(DATA)/data.yaml: | $(STAMP)
-	$(BIN)/trtbuild synth --out $(DATA) --train 0 --val 500 --seed 0
-
-data: $(DATA)/data.yaml
-
-eval: engine data
-	$(BIN)/trtbuild eval $(OUT_DIR)/$(basename $(notdir $(MODEL))).sim.onnx --data $(DATA) \
-		--report $(OUT_DIR)/$(basename $(notdir $(MODEL))).eval.json
-
-clean: clean
+distclean: clean
 	rm -rf $(VENV) *.egg-info

@@ -20,7 +20,12 @@ class _Group(click.Group):
     ``--help``, so ``trtbuild --version`` and friends never pay for cv2/onnxruntime imports.
     """
 
-    lazy = {"synth": "trtbuild.synth:synth_command", "calibrate": "trtbuild.precision.calibrate:calibrate_command"}
+    lazy = {
+        "synth": "trtbuild.synth:synth_command",
+        "calibrate": "trtbuild.precision.calibrate:calibrate_command",
+        "budget": "trtbuild.precision.budget:budget_command",
+        "report": "trtbuild.precision.report:report_command",
+    }
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))

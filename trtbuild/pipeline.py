@@ -76,7 +76,7 @@ def _precision_stages(cfg: PipelineConfig, sim: StageResult, echo) -> dict:
     from .precision.stages import fp16_stage, int8_stage, qdq_tensors
 
     results: dict = {}
-    if not ({"fp16", "int8"} & set(cfg.precisions)):
+    if not ({"fp16", "int8"} & set(cfg.precisions)) and not cfg.data:
         return results
     (inp,), _ = io_specs(load_onnx(sim.output, check=False))
     imgsz = tuple(inp.shape[2:4])
@@ -101,7 +101,32 @@ def _precision_stages(cfg: PipelineConfig, sim: StageResult, echo) -> dict:
         results["calibrate"] = cal
         results["int8"] = int8_stage(sim.output, cal.output, force=cfg.force)
         echo(describe_precision(results["int8"], "int8"))
+        if cfg.data:
+            from .precision.budget import fit_budget
+
+            budget = fit_budget(sim.output, cal.output, cfg.data, max_map_drop=cfg.max_map_drop,
+                                force=cfg.force, progress=True)
+            results["budget"] = budget
+            echo(describe_budget(budget))
+    if cfg.data:
+        from .precision.report import precision_report
+
+        report = precision_report(sim.output, cfg.data, force=cfg.force, progress=True)
+        results["report"] = report
+        state = "is up to date" if report.get("skipped") else "written"
+        echo(f"report    {report['files']['md']} {state} (+ .json, .png)")
     return results
+
+
+def describe_budget(budget: dict) -> str:
+    if budget.get("skipped"):
+        return f"budget    {budget['output']} is up to date"
+    steps = budget["steps"]
+    chosen = steps[-1]
+    state = "met" if budget["met"] else "NOT met"
+    return (f"budget    INT8 drop {steps[0]['drop']:.2f} pt of mAP50-95 → {chosen['drop']:.2f} pt with "
+            f"{len(chosen['excluded'])} conv(s) in float ({state}, budget {budget['max_map_drop']} pt); "
+            f"deploy {budget['output']}")
 
 
 def run_pipeline(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> dict:

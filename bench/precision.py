@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""INT8 recipes compared in one run on the reference model: trtbuild's Q/DQ (+ accuracy budget) against ONNX
+Runtime's ``quantize_static`` with its defaults (QDQ, MinMax, per-tensor), same calibration images, same eval.
+
+    python bench/precision.py [--calib calib_data] [--data datasets/shapes] [--num 512] [--limit N]
+
+Prints mAP50 / mAP50-95 per recipe and the drop against FP32 in points, then checks the targets: ours drops
+≤ 1.0 point and ≤ half of ONNX Runtime's drop. If ONNX Runtime's own drop is under 0.5 point the split is too
+easy to tell recipes apart; ``--hard`` adds the synthetic generator's harder split (smaller objects, more clutter).
+NVIDIA ModelOpt (ultralytics' TensorRT 11 recipe) is not a column: see the note it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MODELOPT_NOTE = (
+    "ModelOpt column: not run. nvidia-modelopt[onnx] pins onnx~=1.21 and onnxruntime-gpu~=1.24 (plus "
+    "cupy-cuda12x) on Linux x86-64, which conflicts with this project's onnx/onnxruntime in one environment, "
+    "and its ONNX PTQ expects a CUDA device for calibration."
+)
+
+
+class _Reader:
+    """ONNX Runtime CalibrationDataReader over trtbuild's calibration batches, one image per feed (the model
+    has a static batch of 1)."""
+
+    def __init__(self, batches, input_name: str):
+        self._feeds = iter([{input_name: b[i : i + 1]} for b in batches for i in range(len(b))])
+
+    def get_next(self):
+        return next(self._feeds, None)
+
+    def rewind(self):  # not needed by quantize_static's single pass
+        pass
+
+
+def ort_quantize_static(sim_onnx: Path, images: list[Path], imgsz, out: Path) -> Path:
+    from onnxruntime.quantization import quantize_static
+
+    from trtbuild.precision.calibrate import CalibrationData
+
+    data = list(CalibrationData(images, imgsz, batch=8))
+    quantize_static(str(sim_onnx), str(out), _Reader(data, "images"))  # all defaults: QDQ, MinMax, per-tensor
+    return out
+
+
+def run(args) -> int:
+    from trtbuild.config import ExportConfig
+    from trtbuild.console import table
+    from trtbuild.evaluate import evaluate
+    from trtbuild.export_onnx import export
+    from trtbuild.precision.budget import fit_budget
+    from trtbuild.precision.calibrate import calibrate, select_images
+    from trtbuild.precision.stages import qdq_tensors
+    from trtbuild.simplify_onnx import simplify
+    from trtbuild.synth import generate_dataset
+
+    work = Path(args.work)
+    sim = simplify(export(args.model, ExportConfig(imgsz=(640, 640)), out_dir=work).output).output
+    images, skipped = select_images(args.calib, args.num, 0)
+    t0 = time.perf_counter()
+    cal = calibrate(sim, args.calib, num=args.num, method=args.method, tensors=qdq_tensors(sim), progress=True)
+    print(f"calibration: {len(images)} images ({len(skipped)} skipped), {args.method}, "
+          f"{time.perf_counter() - t0:.0f} s{' (cached)' if cal.skipped else ''}")
+    ort_model = ort_quantize_static(sim, images, (640, 640), work / "ort-quantize-static.onnx")
+
+    splits = [("val", Path(args.data))]
+    if args.hard:
+        hard = work / "hard"
+        if not (hard / "data.yaml").is_file():
+            generate_dataset(hard, n_train=0, n_val=args.hard_n, seed=2, difficulty="hard", progress=False)
+        splits.append(("hard val", hard))
+    rows, verdicts = [], []
+    for label, data in splits:
+        budget = fit_budget(sim, cal.output, data, max_map_drop=args.max_map_drop, limit=args.limit,
+                            progress=True)
+        fp32 = evaluate(sim, data, limit=args.limit)
+        ort = evaluate(ort_model, data, limit=args.limit)
+        steps = budget["steps"]
+        ours_plain, ours_final = steps[0], steps[-1]
+        base = fp32["map50_95"]
+
+        def drop(m):
+            return (base - m) * 100
+
+        rows += [
+            (label, "FP32 (ONNX Runtime)", f"{fp32['map50']:.4f}", f"{base:.4f}", "—"),
+            (label, "ORT quantize_static (QDQ, MinMax)", f"{ort['map50']:.4f}", f"{ort['map50_95']:.4f}",
+             f"{drop(ort['map50_95']):.2f}"),
+            (label, f"trtbuild INT8 ({args.method})", f"{ours_plain['map50']:.4f}",
+             f"{ours_plain['map50_95']:.4f}", f"{drop(ours_plain['map50_95']):.2f}"),
+        ]
+        if len(steps) > 1:
+            rows.append((label, f"trtbuild INT8 + fallback ({len(ours_final['excluded'])} convs)",
+                         f"{ours_final['map50']:.4f}", f"{ours_final['map50_95']:.4f}",
+                         f"{drop(ours_final['map50_95']):.2f}"))
+        ours_drop, ort_drop = drop(ours_final["map50_95"]), drop(ort["map50_95"])
+        verdicts.append(f"{label}: ours drops {ours_drop:.2f} pt (target ≤ {args.max_map_drop}): "
+                        f"{'MET' if ours_drop <= args.max_map_drop else 'NOT MET'}; ONNX Runtime drops "
+                        f"{ort_drop:.2f} pt, ours ≤ half of it: {'MET' if ours_drop <= ort_drop / 2 else 'NOT MET'}")
+        if ort_drop < 0.5:
+            verdicts.append(f"{label}: ONNX Runtime's own drop is under 0.5 pt: this split is too easy to tell "
+                            "recipes apart" + ("" if args.hard else " (rerun with --hard)"))
+    n = f"first {args.limit}" if args.limit else "all"
+    print(f"\nmAP on {n} images of each split; drop = FP32 − recipe, in points of mAP50-95")
+    print(table(rows, ("split", "recipe", "mAP50", "mAP50-95", "drop (pt)")))
+    print()
+    for v in verdicts:
+        print(v)
+    print(MODELOPT_NOTE)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=str(REPO / "models" / "shapes-yolov8n.pt"))
+    ap.add_argument("--calib", default=str(REPO / "calib_data"), help="calibration images (make calib)")
+    ap.add_argument("--data", default=str(REPO / "datasets" / "shapes"), help="eval data set (make data)")
+    ap.add_argument("--num", type=int, default=512, help="calibration images")
+    ap.add_argument("--method", default="entropy", choices=("entropy", "percentile", "minmax"))
+    ap.add_argument("--max-map-drop", type=float, default=1.0)
+    ap.add_argument("--limit", type=int, default=None, help="evaluate on the first N images only")
+    ap.add_argument("--hard", action="store_true", help="also evaluate on a harder synthetic split")
+    ap.add_argument("--hard-n", type=int, default=300)
+    ap.add_argument("--work", default=None, help="work folder for artifacts [default: a temporary folder]")
+    args = ap.parse_args(argv)
+    if args.work:
+        return run(args)
+    with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
+        args.work = tmp
+        return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

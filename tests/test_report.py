@@ -1,0 +1,103 @@
+"""The precision report on the reference model at 320: files, the FP16-on-CPU note, figures that match an
+independent evaluation, zero error of FP32 against itself, reuse of the budget's figures, and caching."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from trtbuild.artifacts import read_json
+from trtbuild.evaluate import evaluate
+from trtbuild.precision.budget import fit_budget
+from trtbuild.precision.report import default_variants, format_report, precision_report
+from trtbuild.precision.stages import fp16_stage, int8_stage
+
+from .test_budget import IMGSZ, budget_workspace  # noqa: F401  (the session fixture, shared with test_budget)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def report(budget_workspace, tmp_path_factory):  # noqa: F811
+    ws = budget_workspace
+    sim = Path(ws["sim"])
+    fit_budget(sim, ws["ranges"], ws["data"], max_map_drop=100.0, images=ws["images"][:4])  # FP32 + INT8 figures
+    variants = {
+        "FP32": sim,
+        "FP16": fp16_stage(sim, ws["images"], (IMGSZ, IMGSZ)).output,
+        "INT8": int8_stage(sim, ws["ranges"]).output,
+    }
+    prefix = tmp_path_factory.mktemp("report") / "shapes"
+    images = ws["images"][:3]
+    t0 = time.perf_counter()
+    rep = precision_report(sim, ws["data"], variants=variants, compare_images=images, out_prefix=prefix)
+    return {"rep": rep, "prefix": prefix, "variants": variants, "images": images, "ws": ws,
+            "seconds": time.perf_counter() - t0}
+
+
+def test_files_exist_md_has_fp16_note_png_is_valid(report):
+    prefix = report["prefix"]
+    js, md, png = (prefix.with_name(f"shapes.precision.{e}") for e in ("json", "md", "png"))
+    assert js.is_file() and md.is_file() and png.is_file()
+    text = md.read_text()
+    assert "computes FP16 ops in FP32" in text and "not a check of FP16 numerics" in text
+    for label in ("FP32", "FP16", "INT8"):
+        assert f"| {label} |" in text
+    header = next(line for line in text.splitlines() if line.startswith("| precision"))
+    assert header.count("|") == 14  # 13 columns: no stray pipe in a header cell
+    data = png.read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    import matplotlib.image as mpimg
+
+    h, w = mpimg.imread(str(png)).shape[:2]
+    assert h >= 300 and w >= 600
+    saved = read_json(js)
+    assert [v["label"] for v in saved["variants"]] == ["FP32", "FP16", "INT8"]
+    assert "FP16" in format_report(report["rep"])
+
+
+def test_figures_match_an_independent_evaluation(report):
+    ws, rows = report["ws"], {r["label"]: r for r in report["rep"]["variants"]}
+    assert rows["FP32"]["map_source"] == "budget" and rows["INT8"]["map_source"] == "budget"
+    assert rows["FP16"]["map_source"] == "evaluated"
+    for label in ("FP32", "INT8"):
+        ref = evaluate(report["variants"][label], ws["data"], "val")
+        assert rows[label]["map50"] == pytest.approx(ref["map50"], abs=1e-9)
+        assert rows[label]["map50_95"] == pytest.approx(ref["map50_95"], abs=1e-9)
+        assert rows[label]["drop_map50_95"] == pytest.approx(
+            (rows["FP32"]["map50_95"] - rows[label]["map50_95"]) * 100, abs=1e-3)
+
+
+def test_fp32_against_itself_has_zero_error_and_counts_are_right(report):
+    rows = {r["label"]: r for r in report["rep"]["variants"]}
+    for part in ("all", "box", "score", "box_confident"):
+        e = rows["FP32"]["error"][part]
+        assert e["max_abs"] == 0 and e["mean_abs"] == 0 and e["mean_rel"] == 0 and e["cosine"] == pytest.approx(1)
+    assert rows["FP32"]["drop_map50_95"] == 0 and rows["FP32"]["qdq_pairs"] == 0
+    assert rows["INT8"]["qdq_pairs"] > 0 and rows["INT8"]["error"]["all"]["max_abs"] > 0
+    assert rows["INT8"]["bytes"] < rows["FP16"]["bytes"] < rows["FP32"]["bytes"]
+    assert 0.9 < rows["FP16"]["error"]["score"]["cosine"] <= 1 + 1e-9
+
+
+def test_second_run_is_a_no_op_and_defaults_find_the_variants(report):
+    again = precision_report(report["ws"]["sim"], report["ws"]["data"], variants=report["variants"],
+                             compare_images=report["images"], out_prefix=report["prefix"])
+    assert again["skipped"] and again["variants"] == report["rep"]["variants"]
+    found = default_variants(report["ws"]["sim"])
+    assert list(found)[:3] == ["FP32", "FP16", "INT8"]
+
+
+def test_cli_writes_the_report_beside_the_model(report):
+    from click.testing import CliRunner
+
+    from trtbuild.precision.budget import budget_command
+    from trtbuild.precision.report import report_command
+
+    ws = report["ws"]
+    res = CliRunner().invoke(report_command, [str(ws["sim"]), "--data", str(ws["data"]), "--limit", "6",
+                                              "--num-compare", "2"])
+    assert res.exit_code == 0, res.output
+    assert "FP32" in res.output and Path(ws["sim"]).with_name("shapes-yolov8n.precision.png").is_file()
+    assert "--max-map-drop" in CliRunner().invoke(budget_command, ["--help"]).output
