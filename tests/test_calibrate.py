@@ -213,3 +213,16 @@ def test_cli_prints_summary(sim_model, calib_dir, tmp_path):
     assert "yolov8n.ranges.json" in out and "yolov8n.calib.cache" in out
     again = CliRunner().invoke(calibrate_command, args)
     assert again.exit_code == 0 and "up to date" in again.output
+
+
+def test_yolo_dataset_companions_are_not_reported_as_skipped(tmp_path):
+    """A YOLO data set used as a calibration folder: labels, data.yaml and READMEs are expected files."""
+    from trtbuild.precision.calibrate import select_images
+    from trtbuild.synth import generate_dataset
+
+    generate_dataset(tmp_path / "ds", n_train=4, n_val=0, seed=1, workers=1, progress=False)
+    (tmp_path / "ds" / "README.md").write_text("about these images\n")
+    (tmp_path / "ds" / "notes.txt").write_text("not an image, not a label\n")
+    selected, skipped = select_images(tmp_path / "ds", num=10)
+    assert len(selected) == 4
+    assert [p.name for p, _ in skipped] == ["notes.txt"]

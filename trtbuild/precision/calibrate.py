@@ -77,6 +77,16 @@ def few_images_warning(count: int) -> str | None:
     )
 
 
+_COMPANION_SUFFIXES = {".yaml", ".yml", ".json", ".md", ".cache"}
+
+
+def _dataset_companion(path: Path, folder: Path) -> bool:
+    """Files a YOLO data set keeps beside its images (labels, data.yaml, READMEs): expected, not "skipped"."""
+    rel = path.relative_to(folder)
+    return (path.suffix.lower() in _COMPANION_SUFFIXES or path.name.upper().startswith("README")
+            or (path.suffix.lower() == ".txt" and "labels" in rel.parts[:-1]))
+
+
 def select_images(
     folder: str | os.PathLike, num: int = 512, seed: int = 0
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -98,6 +108,7 @@ def select_images(
     for root, dirs, names in os.walk(folder):
         dirs.sort()
         files.extend(Path(root) / n for n in names)
+    files = [p for p in files if not _dataset_companion(p, folder)]
     files.sort(key=lambda p: p.relative_to(folder).as_posix())
     skipped = [(p, f"not an image (suffix '{p.suffix or '(none)'}')") for p in files
                if p.suffix.lower() not in IMAGE_SUFFIXES]
