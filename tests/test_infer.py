@@ -253,3 +253,21 @@ def test_stdout_without_json(shapes_onnx, synth_dir, tmp_path):
     assert printed == _run_json(shapes_onnx, synth_dir[0], tmp_path / "d.jsonl")
     assert len(printed) == len(synth_dir[1])
     assert f"{len(printed)} image(s)" in res.stderr  # the summary goes to stderr, keeping stdout pure JSON
+
+
+def test_infer_all_pads_a_static_batch_and_drops_the_padding(exported_yolov8n):
+    """Runner.infer_all: any number of images through a static batch-1 model equals one-by-one runs."""
+    import numpy as np
+
+    from trtbuild.runtime.onnx import OnnxRunner
+
+    runner = OnnxRunner(exported_yolov8n)
+    x = np.random.default_rng(1).random((3, 3, 320, 320), dtype=np.float32)
+    together = runner.infer_all(x)
+    one_by_one = np.concatenate([runner.infer(x[i : i + 1])[0] for i in range(3)])
+    assert together.shape == one_by_one.shape == (3, 84, 2100)
+    np.testing.assert_array_equal(together, one_by_one)
+    import onnx
+
+    in_memory = OnnxRunner(onnx.load(str(exported_yolov8n)))
+    np.testing.assert_array_equal(in_memory.infer_all(x[:1]), one_by_one[:1])

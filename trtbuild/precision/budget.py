@@ -36,6 +36,7 @@ from ..artifacts import (
     write_json_atomic,
 )
 from ..errors import InputError
+from ..runtime.onnx import OnnxRunner
 from .calibrate import artifact_name
 
 STAGE_VERSION = 1
@@ -45,34 +46,6 @@ EVAL_PROTOCOL = {"conf": 0.001, "iou": 0.7, "max_det": 300}  # evaluate()'s defa
 
 
 # -- running models on letterboxed images ------------------------------------------------------------------------
-
-
-def session(model) -> "ort.InferenceSession":  # noqa: F821
-    """A CPU ONNX Runtime session over an ``onnx.ModelProto`` or a path."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    src = model if isinstance(model, (str, Path)) else model.SerializeToString()
-    return ort.InferenceSession(str(src) if isinstance(src, Path) else src, opts, providers=["CPUExecutionProvider"])
-
-
-def run_output0(sess, batch: np.ndarray) -> np.ndarray:
-    """``output0`` of ``sess`` on ``batch`` [N,3,H,W]; a static-batch model is fed in groups of its batch size
-    (a short last group padded by repeating images, the padding dropped from the result)."""
-    inp = sess.get_inputs()[0]
-    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
-    step = fixed or 8
-    outs = []
-    for start in range(0, len(batch), step):
-        part = batch[start : start + step]
-        n = len(part)
-        if fixed and n < fixed:
-            part = np.resize(part, (fixed, *part.shape[1:]))
-        out = sess.run(None, {inp.name: np.ascontiguousarray(part, dtype=dtype)})[0]
-        outs.append(np.asarray(out, np.float32)[:n])
-    return np.concatenate(outs)
 
 
 def load_batch(images: Sequence[Path], imgsz) -> np.ndarray:
@@ -134,11 +107,11 @@ def layer_sensitivity(sim_onnx, ranges: dict, images: Sequence[Path], imgsz=None
     hw = model_imgsz(model, imgsz)
     cands = list(candidates) if candidates is not None else sensitivity_candidates(model)
     batch = load_batch(list(images), hw)
-    ref = run_output0(session(model), batch)
+    ref = OnnxRunner(model).infer_all(batch)
     rows = []
     for conv in tqdm(cands, desc="sensitivity", unit="conv", leave=False, disable=not progress):
         q, _ = quantize_qdq(model, ranges, exclude_nodes=set(cands) - {conv})
-        rows.append({"conv": conv, **output_errors(ref, run_output0(session(q), batch), hw)})
+        rows.append({"conv": conv, **output_errors(ref, OnnxRunner(q).infer_all(batch), hw)})
     rows.sort(key=lambda r: -r["score"])
     return rows
 

@@ -31,7 +31,8 @@ from ..artifacts import (
     write_json_atomic,
 )
 from ..errors import InputError
-from .budget import data_key, load_batch, model_imgsz, run_output0, session
+from ..runtime.onnx import OnnxRunner
+from .budget import data_key, load_batch, model_imgsz
 from .calibrate import artifact_name
 
 STAGE_VERSION = 1
@@ -141,7 +142,7 @@ def precision_report(sim_onnx, data, split: str = "val", variants: dict[str, str
     t0 = time.perf_counter()
     hw = model_imgsz(load_onnx(variants["FP32"], check=False), None)
     batch = load_batch(compare_images, hw)
-    ref = run_output0(session(variants["FP32"]), batch)
+    ref = OnnxRunner(variants["FP32"]).infer_all(batch)
     known = _budget_figures(budget_json, dkey)
     rows = []
     for label, path in variants.items():
@@ -149,7 +150,7 @@ def precision_report(sim_onnx, data, split: str = "val", variants: dict[str, str
             figs, source = known[shas[label]], "budget"
         else:
             figs, source = evaluate(path, data, split, limit=limit, progress=progress), "evaluated"
-        out = ref if label == "FP32" else run_output0(session(path), batch)
+        out = ref if label == "FP32" else OnnxRunner(path).infer_all(batch)
         rows.append({"label": label, "path": str(path), "sha256": shas[label], "map50": figs["map50"],
                      "map50_95": figs["map50_95"], "map_source": source, **_graph_counts(path),
                      "error": output_error(ref, out)})

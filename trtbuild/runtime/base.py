@@ -57,6 +57,19 @@ class Runner(abc.ABC):
         b = self.input_specs[0].shape[0]
         return b if isinstance(b, int) and b > 0 else None
 
+    def infer_all(self, images: np.ndarray, chunk: int = 8) -> np.ndarray:
+        """The first output for any number of images ``[N,3,H,W]``: a static-batch model is fed in groups of its
+        batch (the last group zero-padded, the padding dropped), a dynamic one in groups of ``chunk``."""
+        step = self.static_batch or chunk
+        outs = []
+        for start in range(0, len(images), step):
+            part = images[start : start + step]
+            n = len(part)
+            if self.static_batch and n < step:
+                part = np.concatenate([part, np.zeros((step - n, *part.shape[1:]), part.dtype)])
+            outs.append(np.asarray(self.infer(np.ascontiguousarray(part))[0], np.float32)[:n])
+        return np.concatenate(outs)
+
     def warmup(self, iterations: int = 2, hw: tuple[int, int] | None = None) -> None:
         """Run a few zero batches so first-call costs (allocation, kernel selection) are paid up front."""
         h, w = self.input_hw or hw or (640, 640)

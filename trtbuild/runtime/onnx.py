@@ -28,20 +28,20 @@ def _spec(arg) -> IOSpec:
 
 
 class OnnxRunner(Runner):
-    """Runs an ONNX model with ONNX Runtime (CPU by default; ``providers`` to choose others)."""
+    """Runs an ONNX model (a file, or an in-memory ``onnx.ModelProto``) with ONNX Runtime (CPU by default)."""
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+    def __init__(self, path, providers: list[str] | None = None, threads: int | None = None):
         import onnxruntime as ort
 
-        self.path = Path(path)
+        in_memory = not isinstance(path, (str, Path))
+        self.path = Path("<in-memory model>") if in_memory else Path(path)
+        source = path.SerializeToString() if in_memory else str(self.path)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads or os.environ.get("TRTBUILD_ORT_THREADS"):
             opts.intra_op_num_threads = int(threads or os.environ["TRTBUILD_ORT_THREADS"])
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), opts, providers=providers or ["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(source, opts, providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise InputError(f"{self.path}: ONNX Runtime cannot load it ({first}); re-export the model") from None
@@ -59,6 +59,7 @@ class OnnxRunner(Runner):
         return self._outputs
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Outputs for ``batch``, cast to the model's input type (float16 inputs of a typed model too)."""
         if batch.dtype != self._input_dtype:
             batch = batch.astype(self._input_dtype)
         return self.session.run(None, {self._inputs[0].name: batch})
