@@ -17,7 +17,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.trtbuild-installed
 STRICT_FLAG := $(if $(filter 1 yes true,$(STRICT)),--strict,)
 
-.PHONY: help install engine test bench bench-precision data calib eval clean distclean
+.PHONY: help install engine test bench bench-precision modelopt-venv data calib eval clean distclean
 
 help:
 	@echo "make engine   export → simplify → (precision, build where TensorRT exists) for MODEL=$(MODEL)"
@@ -63,7 +63,13 @@ bench: $(STAMP)
 
 # INT8 recipes (trtbuild Q/DQ + budget vs ONNX Runtime quantize_static) on the reference model; minutes on a CPU.
 bench-precision: $(ENGINE_DEPS)
-	$(BIN)/python bench/precision.py --calib $(CALIB) --data $(DATA) --method $(CALIB_METHOD) --work $(OUT_DIR) --hard
+	$(BIN)/python bench/precision.py --calib $(CALIB) --data $(DATA) --method $(CALIB_METHOD) --work $(OUT_DIR) --hard \
+		$(if $(wildcard .venv-modelopt/bin/python),--modelopt-python .venv-modelopt/bin/python,)
+
+# ModelOpt pins onnx~=1.21 / onnxruntime-gpu: it gets a venv of its own, used only by bench-precision.
+modelopt-venv:
+	@test -x .venv-modelopt/bin/python || $(PYTHON) -m venv .venv-modelopt
+	.venv-modelopt/bin/python -m pip install -q 'nvidia-modelopt[onnx]'
 
 $(DATA)/data.yaml: | $(STAMP)
 	$(BIN)/trtbuild synth --out $(DATA) --train 0 --val 500 --seed 0

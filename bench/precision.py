@@ -7,7 +7,9 @@ Runtime's ``quantize_static`` with its defaults (QDQ, MinMax, per-tensor), same 
 Prints mAP50 / mAP50-95 per recipe and the drop against FP32 in points, then checks the targets: ours drops
 ≤ 1.0 point and ≤ half of ONNX Runtime's drop. If ONNX Runtime's own drop is under 0.5 point the split is too
 easy to tell recipes apart; ``--hard`` adds the synthetic generator's harder split (smaller objects, more clutter).
-NVIDIA ModelOpt (ultralytics' TensorRT 11 recipe) is not a column: see the note it prints.
+With ``--modelopt-python`` (the interpreter of a venv holding nvidia-modelopt[onnx], e.g. ``make
+modelopt-venv``) ultralytics' TensorRT 11 recipe (ModelOpt INT8, max calibration, head output convs and DFL
+excluded) is a third recipe, on the same calibration images.
 """
 
 from __future__ import annotations
@@ -25,10 +27,35 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 MODELOPT_NOTE = (
-    "ModelOpt column: not run. nvidia-modelopt[onnx] pins onnx~=1.21 and onnxruntime-gpu~=1.24 (plus "
-    "cupy-cuda12x) on Linux x86-64, which conflicts with this project's onnx/onnxruntime in one environment, "
-    "and its ONNX PTQ expects a CUDA device for calibration."
+    "ModelOpt: not run (pass --modelopt-python, e.g. .venv-modelopt/bin/python from `make modelopt-venv`): "
+    "nvidia-modelopt[onnx] pins onnx~=1.21 and onnxruntime-gpu, so it lives in a venv of its own."
 )
+
+
+def modelopt_quantize(python: str, sim_onnx: Path, images: list[Path], imgsz, out: Path) -> Path:
+    """ultralytics' TensorRT 11 INT8 recipe through ModelOpt, run by ``python`` (ModelOpt's own venv)."""
+    import subprocess
+
+    import numpy as np
+
+    from trtbuild.precision.calibrate import CalibrationData
+
+    calib = out.with_suffix(".calib.npy")
+    batches = list(CalibrationData(images, imgsz, batch=8))
+    arr = np.lib.format.open_memmap(calib, mode="w+", dtype=np.float32,
+                                    shape=(sum(len(b) for b in batches), 3, *imgsz))
+    start = 0
+    for b in batches:
+        arr[start : start + len(b)] = b
+        start += len(b)
+    arr.flush()
+    del arr
+    try:
+        subprocess.run([python, str(Path(__file__).with_name("modelopt_int8.py")), str(sim_onnx), str(calib),
+                        str(out)], check=True, stdout=subprocess.DEVNULL)
+    finally:
+        calib.unlink(missing_ok=True)
+    return out
 
 
 class _Reader:
@@ -45,13 +72,18 @@ class _Reader:
         pass
 
 
-def ort_quantize_static(sim_onnx: Path, images: list[Path], imgsz, out: Path) -> Path:
+def ort_quantize_static(sim_onnx: Path, images: list[Path], imgsz, out: Path, exclude_decode: bool = False) -> Path:
+    """ONNX Runtime's quantize_static with its defaults (QDQ, MinMax, per-tensor int8); ``exclude_decode`` also
+    leaves trtbuild's detected head decode in float, to show what the defaults' failure comes from."""
     from onnxruntime.quantization import quantize_static
 
+    from trtbuild.graph import load_onnx
     from trtbuild.precision.calibrate import CalibrationData
+    from trtbuild.precision.qdq import head_decode_nodes
 
     data = list(CalibrationData(images, imgsz, batch=8))
-    quantize_static(str(sim_onnx), str(out), _Reader(data, "images"))  # all defaults: QDQ, MinMax, per-tensor
+    exclude = sorted(head_decode_nodes(load_onnx(sim_onnx, check=False))) if exclude_decode else None
+    quantize_static(str(sim_onnx), str(out), _Reader(data, "images"), nodes_to_exclude=exclude)
     return out
 
 
@@ -74,6 +106,11 @@ def run(args) -> int:
     print(f"calibration: {len(images)} images ({len(skipped)} skipped), {args.method}, "
           f"{time.perf_counter() - t0:.0f} s{' (cached)' if cal.skipped else ''}")
     ort_model = ort_quantize_static(sim, images, (640, 640), work / "ort-quantize-static.onnx")
+    ort_nodecode = ort_quantize_static(sim, images, (640, 640), work / "ort-quantize-static-nodecode.onnx",
+                                       exclude_decode=True)
+    mo_model = None
+    if args.modelopt_python:
+        mo_model = modelopt_quantize(args.modelopt_python, sim, images, (640, 640), work / "modelopt-int8.onnx")
 
     splits = [("val", Path(args.data))]
     if args.hard:
@@ -85,7 +122,7 @@ def run(args) -> int:
     for label, data in splits:
         budget = fit_budget(sim, cal.output, data, max_map_drop=args.max_map_drop, limit=args.limit,
                             progress=True)
-        fp32 = evaluate(sim, data, limit=args.limit)
+        fp32 = budget["fp32"]  # the budget evaluated FP32 on the same images
         ort = evaluate(ort_model, data, limit=args.limit)
         steps = budget["steps"]
         ours_plain, ours_final = steps[0], steps[-1]
@@ -101,6 +138,13 @@ def run(args) -> int:
             (label, f"trtbuild INT8 ({args.method})", f"{ours_plain['map50']:.4f}",
              f"{ours_plain['map50_95']:.4f}", f"{drop(ours_plain['map50_95']):.2f}"),
         ]
+        ort_nd = evaluate(ort_nodecode, data, limit=args.limit)
+        rows.append((label, "ORT quantize_static, head decode in float", f"{ort_nd['map50']:.4f}",
+                     f"{ort_nd['map50_95']:.4f}", f"{drop(ort_nd['map50_95']):.2f}"))
+        if mo_model is not None:
+            mo = evaluate(mo_model, data, limit=args.limit)
+            rows.append((label, "ModelOpt INT8 (ultralytics TRT 11 recipe)", f"{mo['map50']:.4f}",
+                         f"{mo['map50_95']:.4f}", f"{drop(mo['map50_95']):.2f}"))
         if len(steps) > 1:
             rows.append((label, f"trtbuild INT8 + fallback ({len(ours_final['excluded'])} convs)",
                          f"{ours_final['map50']:.4f}", f"{ours_final['map50_95']:.4f}",
@@ -118,7 +162,8 @@ def run(args) -> int:
     print()
     for v in verdicts:
         print(v)
-    print(MODELOPT_NOTE)
+    if not args.modelopt_python:
+        print(MODELOPT_NOTE)
     return 0
 
 
@@ -133,6 +178,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="evaluate on the first N images only")
     ap.add_argument("--hard", action="store_true", help="also evaluate on a harder synthetic split")
     ap.add_argument("--hard-n", type=int, default=300)
+    ap.add_argument("--modelopt-python", default=os.environ.get("TRTBUILD_MODELOPT_PYTHON"),
+                    help="python of a venv with nvidia-modelopt[onnx]: adds ultralytics' TRT 11 recipe")
     ap.add_argument("--work", default=None, help="work folder for artifacts [default: a temporary folder]")
     args = ap.parse_args(argv)
     if args.work:
