@@ -10,13 +10,12 @@ import os
 import time
 from pathlib import Path
 
-import cv2
-
 from .artifacts import sha256_file, write_json_atomic
 from .dataset import load_dataset, yolo_to_xyxy
 from .metrics import DetectionMetrics
 from .predictor import Predictor
 from .runtime.base import open_runner
+from .vision.io import read_image
 
 
 def evaluate(
@@ -47,7 +46,7 @@ def evaluate(
         for start in range(0, len(items), predictor.batch):
             chunk = []
             for path, labels in items[start : start + predictor.batch]:
-                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                image = read_image(path)
                 if image is None:
                     unreadable.append(str(path))
                     continue

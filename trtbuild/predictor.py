@@ -7,7 +7,7 @@ One object ties the shared pre/post-processing to a backend, so ``infer``, ``eva
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,8 +25,6 @@ class StageTimes:
     infer: float = 0.0
     postprocess: float = 0.0
     images: int = 0
-    batches: int = 0
-    per_batch: list = field(default_factory=list)
 
     def per_image_ms(self) -> dict[str, float]:
         n = max(self.images, 1)
@@ -95,5 +93,4 @@ class Predictor:
         tm.infer += t2 - t1
         tm.postprocess += t3 - t2
         tm.images += n
-        tm.batches += 1
         return dets
