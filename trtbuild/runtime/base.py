@@ -77,6 +77,15 @@ class Runner(abc.ABC):
         for _ in range(iterations):
             self.infer(batch)
 
+    def stage_times(self) -> dict[str, float] | None:
+        """Milliseconds per stage of the last ``infer`` call as the backend measured them (a TensorRT runner:
+        ``h2d``, ``compute``, ``d2h`` from CUDA events), or None where the backend cannot split its time."""
+        return None
+
+    def device_memory(self) -> int | None:
+        """Bytes of device memory this runner holds (engine activations + I/O buffers), None on the CPU."""
+        return None
+
     def close(self) -> None:
         """Free the backend's resources (a no-op where nothing needs freeing)."""
 
