@@ -48,7 +48,8 @@ class Predictor:
         self.runner = runner
         out = runner.output_specs[0]
         channels = out.shape[1] if len(out.shape) == 3 and isinstance(out.shape[1], int) else None
-        self.end2end = len(out.shape) == 3 and out.shape[-1] == 6 and channels != 6
+        self.end2end = (len(out.shape) == 3 and out.shape[-1] == 6 and channels != 6) or \
+            str(runner.metadata.get("end2end", "")).lower() == "true"  # an --nms model, even with max_det 6
         self.info = ModelInfo.from_metadata(
             runner.metadata, num_classes=None if self.end2end or channels is None else channels - 4
         )
