@@ -116,12 +116,25 @@ def test_check_fails_on_an_undeclared_use(tmp_path):
     src.write_text(textwrap.dedent("""
         def build(config):
             import tensorrt as trt
-            config.set_flag(trt.BuilderFlag.FP16)
+            config.set_flag(trt.BuilderFlag.SPARSE_WEIGHTS)
     """))
-    table = {k: v for k, v in API_USES.items() if k != "BuilderFlag.FP16"}
-    problems = apicheck.check(table, paths=[apicheck.PACKAGE, src])
-    assert len(problems) == 1 and f"{src}:4: tensorrt.BuilderFlag.FP16 is used but not declared" in problems[0]
-    assert apicheck.check(API_USES, paths=[apicheck.PACKAGE, src]) == []
+    problems = apicheck.check(API_USES, paths=[apicheck.PACKAGE, src])
+    assert len(problems) == 1
+    assert f"{src}:4: tensorrt.BuilderFlag.SPARSE_WEIGHTS is used but not declared" in problems[0]
+    assert apicheck.check({**API_USES, "BuilderFlag.SPARSE_WEIGHTS": ("10", "11")},
+                          paths=[apicheck.PACKAGE, src]) == []
+
+
+def test_parameter_annotations_are_typed_by_an_import_in_the_body(tmp_path):
+    src = tmp_path / "configure.py"
+    src.write_text(textwrap.dedent("""
+        def configure(config: "trt.IBuilderConfig"):
+            import tensorrt as trt
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
+            config.no_such_setting = 1
+    """))
+    names = {n for n, _, _ in apicheck.used_names([src])}
+    assert {"IBuilderConfig.set_memory_pool_limit", "IBuilderConfig.no_such_setting"} <= names
 
 
 def test_used_names_follows_imports_scopes_and_types(tmp_path):

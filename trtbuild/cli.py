@@ -25,6 +25,9 @@ class _Group(click.Group):
         "calibrate": "trtbuild.precision.calibrate:calibrate_command",
         "budget": "trtbuild.precision.budget:budget_command",
         "report": "trtbuild.precision.report:report_command",
+        "build": "trtbuild.trt.build_cli:build_command",
+        "inspect": "trtbuild.trt.inspect:inspect_command",
+        "bench": "trtbuild.bench:bench_command",
     }
 
     def list_commands(self, ctx):

@@ -52,8 +52,7 @@ def engine_build_blocker() -> str | None:
     cuda = probe_cuda()
     if not cuda.gpus:
         return f"TensorRT {trt.version} is installed but {cuda.error}"
-    # The builder (TensorRT 10.x/11.x paths) is not part of this version yet: say so instead of pretending.
-    return f"TensorRT {trt.version} and a GPU are here, but this trtbuild version has no engine builder yet"
+    return None
 
 
 def describe_precision(res: StageResult, label: str) -> str:
@@ -138,9 +137,28 @@ def run_pipeline(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> di
     precision = _precision_stages(cfg, sim, echo)
     blocker = engine_build_blocker()
     precisions = ",".join(cfg.precisions)
+    engines = {}
     if blocker:
         message = f"build skipped ({precisions}): {blocker}"
         if cfg.strict:
             raise DependencyMissingError(f"engine {message} [STRICT=1 makes this an error]")
         echo(f"engine    {message}; the ONNX artifacts above are ready for a TensorRT host")
-    return {"export": exp, "simplify": sim, **precision, "engine_skipped": blocker}
+    else:
+        engines = _build_engines(cfg, sim, echo)
+    return {"export": exp, "simplify": sim, **precision, "engines": engines, "engine_skipped": blocker}
+
+
+def _build_engines(cfg: PipelineConfig, sim: StageResult, echo) -> dict:
+    """One engine per precision from the ONNX artifacts above (cached by key: a no-op when nothing changed)."""
+    from .trt.build_cli import describe_build
+    from .trt.buildspec import BuildOptions
+    from .trt.builder import build
+
+    dynamic = cfg.export.dynamic or cfg.export.dynamic_hw
+    engines = {}
+    for p in cfg.precisions:
+        options = BuildOptions(precision=p, max_batch=cfg.export.batch if dynamic else None,
+                               opt_hw=cfg.export.imgsz if cfg.export.dynamic_hw else None)
+        engines[p] = build(sim.output, options, cfg.out_dir, cfg.name, force=cfg.force)
+        echo(describe_build(engines[p]))
+    return engines

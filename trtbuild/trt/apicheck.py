@@ -180,6 +180,9 @@ class _Scan(ast.NodeVisitor):
     # -- scopes
     def visit_FunctionDef(self, node):
         saved = dict(self.aliases), dict(self.types)
+        for stmt in node.body:  # `import tensorrt as trt` inside the body also types the parameters' annotations
+            if isinstance(stmt, ast.Import):
+                self.aliases.update({a.asname or a.name: "" for a in stmt.names if a.name == "tensorrt"})
         for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
             self.types.pop(arg.arg, None)
             self.aliases.pop(arg.arg, None)

@@ -1,0 +1,218 @@
+"""Build decisions without TensorRT: source/typing per version, profiles, cache key, sidecar, refusals, CLI errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from trtbuild.cli import cli
+from trtbuild.errors import DependencyMissingError, InputError
+from trtbuild.graph import get_metadata, io_specs, load_onnx
+from trtbuild.runtime.base import IOSpec
+from trtbuild.trt.buildspec import (BuildOptions, EngineMismatchError, Target, base_name, cache_key, cached_engine,
+                                    check_engine_host, choose_source, engine_mismatch, make_profiles,
+                                    parser_error_message, plan_build, sidecar)
+from trtbuild.trt.compat import TensorRTInfo, hardware_compat_level
+
+TRT103, TRT1013, TRT114 = (TensorRTInfo(True, version=v) for v in ("10.3.0", "10.13.3.9", "11.4.0.106"))
+H100 = Target("10.13.3.9", "NVIDIA H100 80GB HBM3", "9.0")
+ORIN = Target("10.3.0", "Orin", "8.7", integrated=True)
+STATIC = [IOSpec("images", (1, 3, 640, 640), "float32")]
+DYN_B = [IOSpec("images", ("batch", 3, 640, 640), "float32")]
+DYN_HW = [IOSpec("images", ("batch", 3, "height", "width"), "float32")]
+
+
+@pytest.fixture
+def artifacts(tmp_path):
+    """Empty stand-ins for the stage artifacts of model `m` (only their names and presence matter here)."""
+    for suffix in (".sim.onnx", ".fp16.onnx", ".int8.onnx", ".calib.cache"):
+        (tmp_path / f"m{suffix}").write_bytes(b"x")
+    return tmp_path
+
+
+def test_base_name_strips_every_stage_suffix():
+    assert base_name(Path("e/m.sim.onnx")) == "m"
+    assert base_name(Path("e/m.fp16.nms.onnx")) == "m"
+    assert base_name(Path("e/yolo.v8.int8fb.onnx")) == "yolo.v8"
+    assert base_name(Path("e/m.onnx")) == "m"
+
+
+@pytest.mark.parametrize("info, precision, expect", [
+    (TRT114, "fp16", ("m.fp16.onnx", "strong", [], None)),
+    (TRT1013, "fp16", ("m.fp16.onnx", "strong", [], None)),
+    (TRT103, "fp16", ("m.sim.onnx", "weak", ["FP16"], None)),  # 10.3: weak typing, FP16 flag
+    (TRT114, "int8", ("m.int8.onnx", "strong", [], "qdq")),
+    (TRT103, "int8", ("m.int8.onnx", "weak", ["FP16", "INT8"], "qdq")),
+    (TRT114, "fp32", ("m.sim.onnx", "strong", [], None)),
+])
+def test_source_and_typing_follow_the_tensorrt_version(artifacts, info, precision, expect):
+    src, typing, flags, int8 = choose_source(artifacts / "m.sim.onnx", BuildOptions(precision=precision), info)
+    assert (src.name, typing, flags, int8) == expect
+
+
+def test_no_weak_typing_flag_can_reach_tensorrt_11(artifacts):
+    for precision in ("fp32", "fp16", "int8"):
+        _, typing, flags, _ = choose_source(artifacts / "m.sim.onnx", BuildOptions(precision=precision), TRT114)
+        assert typing == "strong" and not {"FP16", "INT8"} & set(flags)
+    with pytest.raises(InputError, match="strongly typed networks only"):
+        choose_source(artifacts / "m.sim.onnx", BuildOptions(strongly_typed=False), TRT114)
+    for mode in ("table", "calibrate"):
+        with pytest.raises(InputError, match="needs TensorRT 10.x"):
+            choose_source(artifacts / "m.sim.onnx", BuildOptions(precision="int8", int8_mode=mode), TRT114)
+
+
+def test_int8_prefers_the_budget_fallback_model_and_table_mode_reads_the_table(artifacts):
+    (artifacts / "m.int8fb.onnx").write_bytes(b"x")
+    src, *_ = choose_source(artifacts / "m.sim.onnx", BuildOptions(precision="int8"), TRT114)
+    assert src.name == "m.int8fb.onnx"
+    plan = plan_build(artifacts / "m.sim.onnx", STATIC, BuildOptions(precision="int8", int8_mode="table"), TRT103,
+                      ORIN, artifacts)
+    assert (plan.source.name, plan.typing, plan.int8_source, plan.calib_table.name) == \
+        ("m.sim.onnx", "weak", "table", "m.calib.cache")
+    assert plan.workspace_bytes == 1024 << 20  # integrated GPU default
+
+
+def test_missing_typed_onnx_says_how_to_make_it(tmp_path):
+    (tmp_path / "m.sim.onnx").write_bytes(b"x")
+    with pytest.raises(InputError, match=r"m\.fp16\.onnx: missing.*make engine PRECISION=fp16"):
+        choose_source(tmp_path / "m.sim.onnx", BuildOptions(precision="fp16"), TRT114)
+
+
+def test_profiles_static_dynamic_and_refusals():
+    assert make_profiles(STATIC, BuildOptions()) == {"images": ((1, 3, 640, 640),) * 3}
+    assert make_profiles(DYN_B, BuildOptions(max_batch=16, opt_batch=4))["images"] == \
+        ((1, 3, 640, 640), (4, 3, 640, 640), (16, 3, 640, 640))
+    assert make_profiles(DYN_B, BuildOptions())["images"][2][0] == 8
+    hw = make_profiles(DYN_HW, BuildOptions(min_hw=(320, 320), opt_hw=(640, 640), max_hw=(1280, 1280)))
+    assert hw["images"] == ((1, 3, 320, 320), (8, 3, 640, 640), (8, 3, 1280, 1280))
+    with pytest.raises(InputError, match="batch is fixed at 1.*--dynamic"):
+        make_profiles(STATIC, BuildOptions(max_batch=4))
+    with pytest.raises(InputError, match="--opt-hw"):
+        make_profiles(DYN_HW, BuildOptions())
+    with pytest.raises(InputError, match="multiple of 32"):
+        make_profiles(DYN_HW, BuildOptions(opt_hw=(600, 640)))
+    with pytest.raises(InputError, match="min ≤ opt ≤ max"):
+        BuildOptions(min_batch=4, max_batch=2)
+
+
+def test_dla_needs_an_integrated_gpu_and_adds_fallback(artifacts):
+    with pytest.raises(InputError, match="has no DLA"):
+        plan_build(artifacts / "m.sim.onnx", STATIC, BuildOptions(dla_core=0), TRT1013, H100, artifacts)
+    plan = plan_build(artifacts / "m.sim.onnx", STATIC, BuildOptions(dla_core=1), TRT103, ORIN, artifacts)
+    assert "GPU_FALLBACK" in plan.flags and plan.engine.name == "m.fp16.dla1.engine"
+
+
+def test_hardware_compat_levels_by_version():
+    assert hardware_compat_level("11.4.0", "same-cc") == "SAME_COMPUTE_CAPABILITY"
+    assert hardware_compat_level("10.3.0", "ampere+") == "AMPERE_PLUS"
+    with pytest.raises(InputError, match="absent from 10.3.0"):
+        hardware_compat_level("10.3.0", "same-cc")
+
+
+def test_cache_key_changes_with_every_input_that_changes_the_engine(artifacts):
+    def key(options=BuildOptions(), target=H100, sha="a", info=TRT1013):
+        plan = plan_build(artifacts / "m.sim.onnx", DYN_B, options, info, target, artifacts)
+        return cache_key(plan, target, sha)
+
+    base = key()
+    changed = [key(sha="b"), key(BuildOptions(precision="int8")), key(BuildOptions(max_batch=4)),
+               key(target=Target("10.13.3.9", "NVIDIA A100", "8.0")), key(target=dataclasses.replace(H100, trt_version="10.14.1")),
+               key(BuildOptions(opt_level=5)), key(BuildOptions(hardware_compat="ampere+")),
+               key(BuildOptions(nms="onnx"))]
+    assert len({base, *changed}) == len(changed) + 1
+    assert key(BuildOptions(profiling_verbosity="layer_names_only")) == base  # inspector detail only
+
+
+def test_sidecar_and_engine_cache(artifacts, exported_yolov8n):
+    model = load_onnx(exported_yolov8n, check=False)
+    inputs, outputs = io_specs(model)
+    plan = plan_build(exported_yolov8n, inputs, BuildOptions(precision="fp32"), TRT114,
+                      Target("11.4.0", "NVIDIA H100", "9.0"), artifacts)
+    key = cache_key(plan, H100, "sha")
+    meta = sidecar(plan, H100, key, source_sha="sha", metadata=get_metadata(model), engine_bytes=5,
+                   io=[{"name": o.name, "mode": "output", "shape": list(o.shape), "dtype": o.dtype} for o in outputs],
+                   seconds=1.234, table_sha=None)
+    assert meta["imgsz"] == [320, 320] and meta["stride"] == 32 and len(meta["names"]) == 80
+    assert meta["profiles"] == {"images": [[1, 3, 320, 320]] * 3}
+    assert meta["gpu"]["compute_capability"] == "9.0" and meta["tensorrt_version"] == "10.13.3.9"
+    assert (plan.engine.parent / meta["source_onnx"]).resolve() == Path(exported_yolov8n).resolve()
+    assert cached_engine(plan, key) is None  # nothing built yet
+    plan.engine.write_bytes(b"12345")
+    plan.sidecar.write_text(json.dumps(meta))
+    assert cached_engine(plan, key)["cache_key"] == key
+    assert cached_engine(plan, "other") is None
+    plan.engine.write_bytes(b"123")  # truncated or replaced engine: not up to date
+    assert cached_engine(plan, key) is None
+
+
+META = {"tensorrt_version": "10.13.3.9", "precision": "fp16", "source_onnx": "m.fp16.onnx",
+        "gpu": {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}, "hardware_compat": "none"}
+
+
+def test_engine_mismatch_rules():
+    assert engine_mismatch(META, "10.13.3.9", "NVIDIA H100 80GB HBM3", "9.0") is None
+    assert "TensorRT 10.13.3.9 vs 11.4.0.106" in engine_mismatch(META, "11.4.0.106", "NVIDIA H100 80GB HBM3", "9.0")
+    assert "vs NVIDIA A100" in engine_mismatch(META, "10.13.3.9", "NVIDIA A100", "8.0")
+    vc = {**META, "version_compatible": True}
+    assert engine_mismatch(vc, "10.14.1", "NVIDIA H100 80GB HBM3", "9.0") is None
+    assert engine_mismatch(vc, "10.3.0", "NVIDIA H100 80GB HBM3", "9.0") is not None
+    assert engine_mismatch(vc, "11.4.0", "NVIDIA H100 80GB HBM3", "9.0") is not None
+    assert engine_mismatch({**META, "hardware_compat": "ampere+"}, "10.13.3.9", "NVIDIA A10", "8.6") is None
+    assert engine_mismatch({**META, "hardware_compat": "ampere+"}, "10.13.3.9", "Tesla T4", "7.5") is not None
+    assert engine_mismatch({**META, "hardware_compat": "same-cc"}, "10.13.3.9", "NVIDIA H200", "9.0") is None
+
+
+def test_mismatched_engine_is_refused_with_the_rebuild_command(tmp_path):
+    engine = tmp_path / "m.fp16.engine"
+    with pytest.raises(EngineMismatchError) as exc:
+        check_engine_host(engine, META, "11.4.0.106", "NVIDIA H100 80GB HBM3", "9.0")
+    msg = str(exc.value)
+    assert str(engine) in msg and "built for TensorRT 10.13.3.9 vs 11.4.0.106" in msg
+    assert f"trtbuild build {tmp_path / 'm.fp16.onnx'} --precision fp16 --force" in msg
+
+
+def test_open_runner_refuses_before_touching_tensorrt(tmp_path, monkeypatch):
+    from trtbuild.runtime.base import open_runner
+    from trtbuild.trt import engine_file
+
+    engine = tmp_path / "m.fp16.engine"
+    engine.write_bytes(b"not an engine")
+    (tmp_path / "m.fp16.engine.json").write_text(json.dumps(META))
+    monkeypatch.setattr(engine_file, "host_facts", lambda: ("11.4.0.106", "NVIDIA H100 80GB HBM3", "9.0"))
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # importing it now would raise ImportError
+    with pytest.raises(EngineMismatchError, match="rebuild it on this host"):
+        open_runner(engine)
+
+
+def test_parser_errors_name_their_nodes():
+    msg = parser_error_message(Path("m.onnx"), [
+        {"desc": "Unsupported operator", "node": 12, "node_name": "/model.22/NonZero", "op": "NonZero"},
+        {"desc": "Shape inference failed", "node": -1, "node_name": "", "op": ""},
+    ])
+    assert msg.startswith("m.onnx: TensorRT's ONNX parser failed on 2 node(s)")
+    assert "/model.22/NonZero (NonZero): Unsupported operator" in msg and "Shape inference failed" in msg
+    assert "--opset 17" in msg
+
+
+def test_build_cli_without_tensorrt_says_how_to_install_and_writes_nothing(exported_yolov8n, tmp_path):
+    from trtbuild.trt.compat import tensorrt_info
+
+    if tensorrt_info().installed:
+        pytest.skip("TensorRT is installed here")
+    out = tmp_path / "engines"
+    res = CliRunner().invoke(cli, ["build", str(exported_yolov8n), "--out-dir", str(out)])
+    assert res.exit_code == DependencyMissingError.exit_code
+    assert "error: TensorRT is not installed" in res.output and "pip install --extra-index-url" in res.output
+    assert not out.exists()
+
+
+def test_build_cli_bad_input(tmp_path):
+    res = CliRunner().invoke(cli, ["build", str(tmp_path / "nope.onnx")])
+    assert res.exit_code == 2 and "nope.onnx: no such ONNX file" in res.output
+    res = CliRunner().invoke(cli, ["build", "--help"])
+    assert res.exit_code == 0 and "--max-batch" in res.output and "--dla-core" in res.output

@@ -1,0 +1,157 @@
+"""TensorRT backend of the ``Runner`` interface: an engine file run through the pycuda ``Executor`` (cuda.py).
+
+Opening: the sidecar is checked against this host first (engine_file.check_engine: wrong TensorRT or GPU is
+refused with a rebuild command, before TensorRT is even imported), then the engine is deserialized inside
+the device's primary CUDA context. Each ``infer``: set the input shape when it changed (dynamic engines),
+ask TensorRT for the output shapes, plan the buffers (plan.py: profile check, grow-only pool), then one
+Executor call — async H2D, ``execute_async_v3``, async D2H, one synchronize — with per-stage CUDA events.
+
+Thread model: a runner belongs to the thread that uses it (TensorRT execution contexts are not thread
+safe); open one runner per thread, each with its own stream and buffers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .base import IOSpec, Runner
+from .plan import BufferPlan, plan_buffers
+
+
+def _dims(shape) -> tuple:
+    return tuple(int(d) if int(d) >= 0 else None for d in shape)
+
+
+class TrtRunner(Runner):
+    """Runs a TensorRT engine; ``streams`` > 1 enables the pipelined mode of ``infer_many``."""
+
+    def __init__(self, path: str | Path, device: int = 0, streams: int = 1, use_graph: bool = False,
+                 mapped: bool | None = None):
+        from ..trt.engine_file import check_engine, deserialize, require_tensorrt
+
+        self.path = Path(path)
+        meta = check_engine(self.path)  # refuses a mismatched engine before TensorRT is imported
+        require_tensorrt()
+        import tensorrt as trt
+
+        from .cuda import CudaContext, require_pycuda
+
+        require_pycuda()
+        self.sidecar = meta or {}
+        self.metadata = dict(self.sidecar.get("metadata") or {})
+        self.ctx = CudaContext(device)
+        self.mapped = self.ctx.integrated if mapped is None else mapped  # Jetson: zero-copy host memory
+        self.streams, self.use_graph = streams, use_graph
+        self.backend_name = f"TensorRT {trt.__version__} ({self.ctx.name}{', mapped' if self.mapped else ''})"
+        with self.ctx:
+            self._runtime, loaded = deserialize(self.path)
+            engine: trt.ICudaEngine = loaded
+            self.engine: trt.ICudaEngine = loaded
+            self.context: trt.IExecutionContext = engine.create_execution_context()
+        self._inputs: list[IOSpec] = []
+        self._outputs: list[IOSpec] = []
+        self.profiles: dict = {}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            spec = IOSpec(name, _dims(engine.get_tensor_shape(name)),
+                          np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name)
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                self._inputs.append(spec)
+                if spec.is_dynamic:
+                    self.profiles[name] = tuple(tuple(int(d) for d in s)
+                                                for s in engine.get_tensor_profile_shape(name, 0))
+            else:
+                self._outputs.append(spec)
+        self._executor = None
+        self._shape: tuple | None = None
+        self._plan: BufferPlan | None = None
+
+    @property
+    def input_specs(self) -> list[IOSpec]:
+        return self._inputs
+
+    @property
+    def output_specs(self) -> list[IOSpec]:
+        return self._outputs
+
+    def _plan_for(self, shape: tuple) -> BufferPlan:
+        """Set the input shape on the context (dynamic engines) and plan every tensor's buffer."""
+        name = self._inputs[0].name
+        shapes = {name: shape}
+        if self._inputs[0].is_dynamic:
+            from .plan import check_profile
+
+            check_profile(name, shape, self.profiles[name])  # one-line fix instead of a TensorRT error
+            if not self.context.set_input_shape(name, shape):
+                raise InputError(f"{self.path}: TensorRT refused input shape {shape} for {name!r}")
+            for out in self._outputs:
+                shapes[out.name] = tuple(int(d) for d in self.context.get_tensor_shape(out.name))
+        return plan_buffers(self._inputs, self._outputs, shapes, self.profiles or None)
+
+    def _enqueue(self, stream, buffers) -> None:
+        for spec in (*self._inputs, *self._outputs):
+            self.context.set_tensor_address(spec.name, buffers.device_ptr(spec.name))
+        self.context.execute_async_v3(stream.handle)
+
+    def _ready(self, batch: np.ndarray) -> None:
+        from .cuda import Executor
+
+        shape = tuple(batch.shape)
+        if shape == self._shape:
+            return
+        plan = self._plan_for(shape)
+        if self._executor is None:
+            self._executor = Executor(plan, self._enqueue, streams=self.streams, mapped=self.mapped)
+        else:
+            self._executor.ensure(plan)
+        self._shape, self._plan = shape, plan
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Outputs for ``batch`` (copied out of the pinned buffers, so they survive the next call)."""
+        dtype = np.dtype(self._inputs[0].dtype)
+        if batch.dtype != dtype:
+            batch = batch.astype(dtype)
+        with self.ctx:
+            self._ready(batch)
+            out = self._executor.run({self._inputs[0].name: batch}, use_graph=self.use_graph and
+                                     not self._inputs[0].is_dynamic)
+        return [np.array(out[o.name], copy=True) for o in self._outputs]
+
+    def infer_many(self, batches):
+        """Pipelined: yields the outputs of each batch in order; copies of batch k+1 overlap compute of batch k."""
+        dtype = np.dtype(self._inputs[0].dtype)
+        name = self._inputs[0].name
+        batches = [np.ascontiguousarray(b, dtype) for b in batches]
+        if not batches:
+            return
+        if len({b.shape for b in batches}) != 1:
+            raise InputError("infer_many needs batches of one shape; group them by shape first")
+        with self.ctx:
+            self._ready(batches[0])
+            for out in self._executor.run_pipelined({name: b} for b in batches):
+                yield [np.array(out[o.name], copy=True) for o in self._outputs]
+
+    def stage_times(self) -> dict[str, float] | None:
+        return self._executor.last_times() if self._executor is not None else None
+
+    def device_memory(self) -> int | None:
+        activations = int(self.engine.device_memory_size_v2)
+        return activations + (self._plan.total_bytes if self._plan is not None else 0)
+
+    def close(self) -> None:
+        if getattr(self, "ctx", None) is None:
+            return
+        with self.ctx:
+            if self._executor is not None:
+                self._executor.close()
+            self._executor = None
+            del self.context, self.engine, self._runtime
+        self.ctx.close()
+        self.ctx = None
+
+
+def open_engine_runner(path: str | Path, **kwargs) -> TrtRunner:
+    return TrtRunner(path, **kwargs)

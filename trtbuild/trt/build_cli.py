@@ -1,0 +1,94 @@
+"""``trtbuild build``: the click layer over ``builder.build`` (options → ``BuildOptions``, one summary line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..config import DEFAULT_OUT_DIR, parse_imgsz
+from ..errors import TrtbuildError
+from .buildspec import HW_COMPAT, INT8_MODES, BuildOptions
+
+
+def _hw(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_imgsz(value)
+    except TrtbuildError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def describe_build(meta: dict) -> str:
+    """One line: where the engine is, or that it is up to date."""
+    from ..console import human_bytes
+
+    if meta.get("skipped"):
+        return f"engine    {meta['path']} is up to date ({meta['precision']}, TensorRT {meta['tensorrt_version']})"
+    prof = ", ".join(f"{k} {v[0]}→{v[2]}" for k, v in meta["profiles"].items() if v[0] != v[2]) or "static shapes"
+    return (f"engine    {meta['source_onnx']} → {meta['path']} ({human_bytes(meta['engine_bytes'])}, "
+            f"{meta['precision']}, {meta['typing']} typing, {prof}, TensorRT {meta['tensorrt_version']} on "
+            f"{meta['gpu']['name']}, {meta['build_seconds']:.1f} s)")
+
+
+@click.command("build")
+@click.argument("onnx", type=click.Path(dir_okay=False))
+@click.option("--precision", default="fp16", show_default=True, type=click.Choice(["fp32", "fp16", "int8"]),
+              help="Engine precision. fp16/int8 use NAME.fp16.onnx / NAME.int8.onnx beside ONNX where the TensorRT "
+                   "version needs typed input (11.x; 10.12+ strongly typed).")
+@click.option("--int8-mode", default="auto", show_default=True, type=click.Choice(INT8_MODES),
+              help="qdq: Q/DQ ONNX (10.x and 11.x); table: implicit INT8 from NAME.calib.cache (10.x); "
+                   "calibrate: live TensorRT calibration on --calib images (10.x, needs pycuda); auto: qdq.")
+@click.option("--min-batch", type=click.IntRange(min=1), help="Smallest batch of the profile (dynamic-batch ONNX).")
+@click.option("--opt-batch", type=click.IntRange(min=1), help="Batch TensorRT tunes for [default: max].")
+@click.option("--max-batch", type=click.IntRange(min=1), help="Largest batch [default: 8].")
+@click.option("--min-hw", callback=_hw, help="Smallest H,W (dynamic-H/W ONNX).")
+@click.option("--opt-hw", callback=_hw, help="H,W TensorRT tunes for (required for dynamic-H/W ONNX).")
+@click.option("--max-hw", callback=_hw, help="Largest H,W.")
+@click.option("--workspace-mb", type=click.IntRange(min=16),
+              help="Builder workspace limit [default: 4096, 1024 on integrated GPUs (Jetson)].")
+@click.option("--opt-level", default=3, show_default=True, type=click.IntRange(0, 5),
+              help="Builder optimization level (higher: longer build, maybe faster engine).")
+@click.option("--hardware-compat", default="none", show_default=True, type=click.Choice(HW_COMPAT),
+              help="ampere+: the engine runs on any Ampere or newer GPU; same-cc: any GPU of this compute "
+                   "capability (TensorRT ≥ 10.13).")
+@click.option("--version-compatible", is_flag=True, help="Engine runs on later TensorRT versions of this major.")
+@click.option("--dla-core", type=click.IntRange(min=0), help="Jetson: run on this DLA core (GPU fallback on).")
+@click.option("--no-gpu-fallback", is_flag=True, help="With --dla-core: fail on layers DLA cannot run.")
+@click.option("--typing", type=click.Choice(["auto", "strong", "weak"]), default="auto", show_default=True,
+              help="auto: strong on 11.x and 10.12+, weak (FP16/INT8 flags) on older 10.x.")
+@click.option("--nms", type=click.Choice(["onnx", "efficient"]),
+              help="End-to-end engine with NMS in the graph: onnx (NonMaxSuppression; TensorRT 11) or efficient "
+                   "(EfficientNMS_TRT plugin; TensorRT 10). Output [B, max_det, 6].")
+@click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False),
+              help="Where the engine, its sidecar and the timing cache go.")
+@click.option("--name", default=None, help="Engine base name [default: the ONNX's model name].")
+@click.option("--force", is_flag=True, help="Rebuild even when an up-to-date engine exists.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def build_command(onnx, precision, int8_mode, min_batch, opt_batch, max_batch, min_hw, opt_hw, max_hw, workspace_mb,
+                  opt_level, hardware_compat, version_compatible, dla_core, no_gpu_fallback, typing, nms, out_dir,
+                  name, force, no_progress):
+    """Build a TensorRT engine from ONNX: OUT_DIR/NAME.PRECISION.engine + .engine.json sidecar + .layers.json.
+
+    Skipped when an engine with the same key (ONNX content, precision, profiles, flags, TensorRT version,
+    GPU) exists; --force rebuilds. Needs TensorRT and a GPU (`trtbuild doctor` says what this host has).
+    """
+    from ..errors import InputError
+    from .builder import build
+
+    path = Path(onnx)
+    if not path.is_file():
+        raise InputError(f"{path}: no such ONNX file; make one with `trtbuild export` or `trtbuild engine`")
+    options = BuildOptions(
+        precision=precision, int8_mode=int8_mode, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+        min_hw=min_hw, opt_hw=opt_hw, max_hw=max_hw, workspace_mb=workspace_mb, opt_level=opt_level,
+        hardware_compat=hardware_compat, version_compatible=version_compatible, dla_core=dla_core,
+        gpu_fallback=not no_gpu_fallback, strongly_typed={"auto": None, "strong": True, "weak": False}[typing],
+        nms=nms)
+    meta = build(path, options, out_dir, name, force=force, progress=not no_progress)
+    click.echo(describe_build(meta))
+    if not meta.get("skipped"):
+        for note in meta.get("notes", []):
+            click.echo(f"note: {note}")
+        click.echo(f"sidecar: {meta['path']}.json; layers: `trtbuild inspect {meta['path']}`")
