@@ -22,7 +22,7 @@ STRICT_FLAG := $(if $(filter 1 yes true,$(STRICT)),--strict,)
 help:
 	@echo "make engine   export → simplify → (precision, build where TensorRT exists) for MODEL=$(MODEL)"
 	@echo "make test     run the test suite (installs into $(VENV) first if needed)"
-	@echo "make bench    pre/post-processing benchmark against ultralytics"
+	@echo "make bench    pre/post vs ultralytics; trtbuild bench of the ONNX and every engine; GPU runtime figures"
 	@echo "make bench-precision  INT8 recipes vs ONNX Runtime quantize_static (minutes)"
 	@echo "make calib    generate 512 synthetic calibration images into calib_data/shapes"
 	@echo "make data     generate the reference model's synthetic val split into DATA=$(DATA)"
@@ -58,8 +58,16 @@ test: $(STAMP)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
-bench: $(STAMP)
+# Speed: pre/post-processing vs ultralytics, then every backend built so far (the simplified ONNX in ONNX Runtime is
+# the baseline; engines where TensorRT built them) through `trtbuild bench`; bench/gpu_runtime.py on a GPU host.
+NAME := $(basename $(notdir $(MODEL)))
+BENCH_BATCH ?= 1
+bench: engine
 	$(BIN)/python bench/prepost.py
+	$(BIN)/trtbuild bench $(OUT_DIR)/$(NAME).sim.onnx $(wildcard $(OUT_DIR)/$(NAME).*.engine) --batch $(BENCH_BATCH) \
+		--out-dir $(OUT_DIR) --name $(NAME)
+	@if $(BIN)/python -c "import pycuda" 2>/dev/null; then $(BIN)/python bench/gpu_runtime.py --out $(OUT_DIR)/gpu-runtime.json; \
+	else echo "bench/gpu_runtime.py skipped: pycuda is not installed (GPU hosts only)"; fi
 
 # INT8 recipes (trtbuild Q/DQ + budget vs ONNX Runtime quantize_static) on the reference model; minutes on a CPU.
 bench-precision: $(ENGINE_DEPS)
@@ -77,8 +85,7 @@ $(DATA)/data.yaml: | $(STAMP)
 data: $(DATA)/data.yaml
 
 eval: engine data
-	$(BIN)/trtbuild eval $(OUT_DIR)/$(basename $(notdir $(MODEL))).sim.onnx --data $(DATA) \
-		--report $(OUT_DIR)/$(basename $(notdir $(MODEL))).eval.json
+	$(BIN)/trtbuild eval $(OUT_DIR)/$(NAME).sim.onnx --data $(DATA) --report $(OUT_DIR)/$(NAME).eval.json
 
 clean:
 	find $(OUT_DIR) -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -50,7 +50,10 @@ class TrtRunner(Runner):
             self._runtime, loaded = deserialize(self.path)
             engine: trt.ICudaEngine = loaded
             self.engine: trt.ICudaEngine = loaded
-            self.context: trt.IExecutionContext = engine.create_execution_context()
+            # one execution context per stream: a context must not run on two streams at once
+            self.contexts: list[trt.IExecutionContext] = [engine.create_execution_context() for _ in range(streams)]
+        self.context: trt.IExecutionContext = self.contexts[0]
+        self._slot_context: dict[int, object] = {}
         self._inputs: list[IOSpec] = []
         self._outputs: list[IOSpec] = []
         self.profiles: dict = {}
@@ -85,16 +88,20 @@ class TrtRunner(Runner):
             from .plan import check_profile
 
             check_profile(name, shape, self.profiles[name])  # one-line fix instead of a TensorRT error
-            if not self.context.set_input_shape(name, shape):
-                raise InputError(f"{self.path}: TensorRT refused input shape {shape} for {name!r}")
+            for context in self.contexts:
+                if not context.set_input_shape(name, shape):
+                    raise InputError(f"{self.path}: TensorRT refused input shape {shape} for {name!r}")
             for out in self._outputs:
                 shapes[out.name] = tuple(int(d) for d in self.context.get_tensor_shape(out.name))
         return plan_buffers(self._inputs, self._outputs, shapes, self.profiles or None)
 
     def _enqueue(self, stream, buffers) -> None:
+        """Executor callback: bind this buffer set's device pointers, then enqueue the engine on ``stream``."""
+        context = self._slot_context.setdefault(id(buffers), self.contexts[len(self._slot_context)])
         for spec in (*self._inputs, *self._outputs):
-            self.context.set_tensor_address(spec.name, buffers.device_ptr(spec.name))
-        self.context.execute_async_v3(stream.handle)
+            context.set_tensor_address(spec.name, buffers.device_ptr(spec.name))
+        if not context.execute_async_v3(stream.handle):
+            raise InputError(f"{self.path}: TensorRT could not enqueue the engine (see its log above)")
 
     def _ready(self, batch: np.ndarray) -> None:
         from .cuda import Executor
@@ -102,12 +109,22 @@ class TrtRunner(Runner):
         shape = tuple(batch.shape)
         if shape == self._shape:
             return
-        plan = self._plan_for(shape)
         if self._executor is None:
-            self._executor = Executor(plan, self._enqueue, streams=self.streams, mapped=self.mapped)
+            max_bytes = self._max_bytes()  # before planning `shape`: it sets the profile's max shape
+            plan = self._plan_for(shape)
+            self._executor = Executor(plan, self._enqueue, streams=self.streams, mapped=self.mapped,
+                                      context=self.ctx, max_bytes=max_bytes)
         else:
-            self._executor.ensure(plan)
+            plan = self._plan_for(shape)
+            self._executor.set_plan(plan)
         self._shape, self._plan = shape, plan
+
+    def _max_bytes(self) -> dict[str, int] | None:
+        """Buffer caps from the profile's largest shapes, so a dynamic engine never over-allocates."""
+        if not self.profiles:
+            return None
+        name = self._inputs[0].name
+        return self._plan_for(self.profiles[name][2]).bytes_by_name()
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         """Outputs for ``batch`` (copied out of the pinned buffers, so they survive the next call)."""
@@ -116,9 +133,9 @@ class TrtRunner(Runner):
             batch = batch.astype(dtype)
         with self.ctx:
             self._ready(batch)
-            out = self._executor.run({self._inputs[0].name: batch}, use_graph=self.use_graph and
-                                     not self._inputs[0].is_dynamic)
-        return [np.array(out[o.name], copy=True) for o in self._outputs]
+            out = self._executor.run({self._inputs[0].name: batch}, copy=True,
+                                     use_graph=self.use_graph and not self._inputs[0].is_dynamic)
+        return [out[o.name] for o in self._outputs]
 
     def infer_many(self, batches):
         """Pipelined: yields the outputs of each batch in order; copies of batch k+1 overlap compute of batch k."""
@@ -131,8 +148,8 @@ class TrtRunner(Runner):
             raise InputError("infer_many needs batches of one shape; group them by shape first")
         with self.ctx:
             self._ready(batches[0])
-            for out in self._executor.run_pipelined({name: b} for b in batches):
-                yield [np.array(out[o.name], copy=True) for o in self._outputs]
+            for out in self._executor.run_pipelined(({name: b} for b in batches), copy=True):
+                yield [out[o.name] for o in self._outputs]
 
     def stage_times(self) -> dict[str, float] | None:
         return self._executor.last_times() if self._executor is not None else None
@@ -148,7 +165,7 @@ class TrtRunner(Runner):
             if self._executor is not None:
                 self._executor.close()
             self._executor = None
-            del self.context, self.engine, self._runtime
+            del self.context, self.contexts, self._slot_context, self.engine, self._runtime
         self.ctx.close()
         self.ctx = None
 
