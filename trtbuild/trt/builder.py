@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..artifacts import sha256_file, write_bytes_atomic, write_json_atomic
 from ..errors import DependencyMissingError, TrtbuildError
@@ -17,6 +18,9 @@ from ..graph import get_metadata, io_specs, load_onnx
 from .buildspec import BuildOptions, BuildPlan, Target, cache_key, cached_engine, file_sha, io_entry, layers_path
 from .buildspec import parser_error_message, plan_build, sidecar
 from .compat import INSTALL_HINT, hardware_compat_level, tensorrt_info
+
+if TYPE_CHECKING:  # the string annotations below name TensorRT types (the API check follows them)
+    import tensorrt as trt
 
 
 class BuildError(TrtbuildError):
@@ -155,8 +159,6 @@ def _configure(builder: "trt.Builder", config: "trt.IBuilderConfig", plan: Build
 
 def _int8_calibrator(plan: BuildPlan, config: "trt.IBuilderConfig", target: Target):
     """TensorRT 10.x implicit INT8: a calibrator that reads our table, or calibrates live (pycuda)."""
-    import tensorrt as trt  # noqa: F401 - types the annotation for the API check
-
     from .calibrator import make_calibrator
 
     calibrator = make_calibrator(plan, target.trt_version)
