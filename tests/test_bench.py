@@ -179,6 +179,34 @@ def test_backend_stage_split_and_device_memory(exported_yolov8n):
     assert opened[0].closed
 
 
+class FramesRunner(SplitRunner):
+    """Also takes raw frames (as the TensorRT runner does with its GPU letterbox): CPU letterbox + a fixed delay
+    standing in for the preprocessing done inside the call."""
+
+    def infer_frames(self, frames):
+        from trtbuild.vision.letterbox import letterbox_batch
+
+        self.frames_calls = getattr(self, "frames_calls", 0) + 1
+        time.sleep(0.01)
+        x, infos = letterbox_batch(frames, self.input_hw)
+        return self.infer(x), infos
+
+
+def test_runner_with_infer_frames_preprocesses_inside_its_call(exported_yolov8n):
+    runners = []
+
+    def opener(path):
+        runners.append(FramesRunner(path))
+        return runners[-1]
+
+    gpu = _ok(run_bench([exported_yolov8n], [1], opener=opener, **FAST)["models"][0], 1)
+    assert runners[0].frames_calls == FAST["warmup"] + FAST["iters"]
+    assert gpu["stages_ms"]["preprocess"] >= 10.0  # the delay inside infer_frames counts as preprocessing
+    assert gpu["stages_ms"]["other"] == pytest.approx(0.0, abs=1e-6)
+    cpu = _ok(run_bench([exported_yolov8n], [1], opener=opener, gpu_preprocess=False, **FAST)["models"][0], 1)
+    assert getattr(runners[1], "frames_calls", 0) == 0 and cpu["stages_ms"]["preprocess"] < 10.0
+
+
 def test_batch_outside_an_engine_profile_is_skipped_with_the_fix(dynamic_yolov8n):
     profile = ((1, 3, 320, 320), (2, 3, 320, 320), (2, 3, 320, 320))
     rep = run_bench([dynamic_yolov8n], [1, 4], opener=lambda p: SplitRunner(p, profile), **FAST)

@@ -113,7 +113,7 @@ def _stats(latencies_ms: list[float], stages: dict[str, list[float]], batch: int
 
 
 def bench_batch(runner: Runner, predictor: Predictor, frames: list[np.ndarray], batch: int, warmup: int,
-                iters: int, progress: bool = False, desc: str = "") -> dict:
+                iters: int, progress: bool = False, desc: str = "", gpu_preprocess: bool = False) -> dict:
     """Time ``warmup`` + ``iters`` batch calls of ``batch`` frames (cycling through ``frames``); stats of the
     timed ones. Raises what the runner raises (an InputError for a batch its engine cannot take)."""
     from tqdm import tqdm
@@ -124,15 +124,24 @@ def bench_batch(runner: Runner, predictor: Predictor, frames: list[np.ndarray], 
     stages: dict[str, list[float]] = {k: [] for k in STAGES}
     split = False
     detections = 0
+    gpu_frames = getattr(runner, "infer_frames", None) if gpu_preprocess else None
     bar = tqdm(total=warmup + iters, desc=desc, unit="it", leave=False, disable=not progress)
     try:
         for i in range(warmup + iters):
             chunk = [frames[(i * batch + k) % len(frames)] for k in range(batch)]
             t0 = time.perf_counter()
-            x, infos = letterbox_batch(chunk, hw, out=buf)
-            t1 = time.perf_counter()
-            output = runner.infer(x)[0]
-            t2 = time.perf_counter()
+            if gpu_frames is not None:  # TensorRT runner: GPU letterbox into the input buffer, inside its call
+                outputs, infos = gpu_frames(chunk)
+                output = outputs[0]
+                t2 = time.perf_counter()
+                parts = runner.stage_times() or {}
+                # the engine's share is what its CUDA events measured; the rest of the call is the letterbox
+                t1 = t2 - sum(float(parts.get(k, 0.0)) for k in BACKEND_STAGES) / 1000
+            else:
+                x, infos = letterbox_batch(chunk, hw, out=buf)
+                t1 = time.perf_counter()
+                output = runner.infer(x)[0]
+                t2 = time.perf_counter()
             if predictor.end2end:
                 dets = postprocess_end2end(output, infos, conf=predictor.conf)
             else:
@@ -190,12 +199,14 @@ def _ratios(models: list[dict]) -> list[dict]:
 
 def run_bench(models: list[Path], batches: list[int] | None = None, warmup: int = 10, iters: int = 100,
               images: Path | None = None, imgsz: tuple[int, int] | None = None, conf: float = 0.25,
-              iou: float = 0.7, progress: bool = False, opener: Callable[[Path], Runner] = open_runner) -> dict:
+              iou: float = 0.7, progress: bool = False, opener: Callable[[Path], Runner] = open_runner,
+              gpu_preprocess: bool = True) -> dict:
     """Benchmark ``models`` (paths opened with ``opener``) at each batch size; returns the report dict.
 
     ``batches`` defaults to 1 plus each static-batch model's own batch; a static-batch model runs only its
     batch (the others are recorded as skipped, with the reason), as does a batch the runner refuses. ``imgsz``
-    is the input size of dynamic-H/W models (default: the model's metadata, else 640).
+    is the input size of dynamic-H/W models (default: the model's metadata, else 640). ``gpu_preprocess``: a
+    runner with ``infer_frames`` (TensorRT) letterboxes on the GPU straight into its input buffer.
     """
     if warmup < 0 or iters < 1:
         raise InputError(f"--warmup {warmup} / --iters {iters}: need warmup >= 0 and iters >= 1")
@@ -234,7 +245,8 @@ def run_bench(models: list[Path], batches: list[int] | None = None, warmup: int 
                         "for other sizes export with --dynamic (and build the engine with --max-batch)")})
                     continue
                 try:
-                    res = bench_batch(runner, pred, frames, b, warmup, iters, progress, f"{label} b={b}")
+                    res = bench_batch(runner, pred, frames, b, warmup, iters, progress, f"{label} b={b}",
+                                      gpu_preprocess=gpu_preprocess)
                 except InputError as exc:
                     res = {"batch": b, "status": "skipped", "reason": str(exc)}
                 entry["results"].append(res)
@@ -401,8 +413,10 @@ def _imgsz(ctx, param, value):
 @click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False),
               help="Where the report files go.")
 @click.option("--name", default=None, help="Report base name: NAME.bench.{json,md,png} [default: first model's stem].")
+@click.option("--cpu-preprocess", is_flag=True,
+              help="Letterbox on the CPU for TensorRT engines too [default: GPU letterbox into the input buffer].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def bench_command(models, batches, warmup, iters, images, imgsz, conf, iou, out_dir, name, quiet):
+def bench_command(models, batches, warmup, iters, images, imgsz, conf, iou, out_dir, name, cpu_preprocess, quiet):
     """Time MODEL(s) end to end (letterbox → infer → decode/NMS) per batch size; the first model is the baseline.
 
     Reports latency percentiles, throughput, time per stage and device memory, and ratios against the first
@@ -410,7 +424,7 @@ def bench_command(models, batches, warmup, iters, images, imgsz, conf, iou, out_
     """
     paths = [Path(m) for m in models]
     result = run_bench(paths, batches, warmup, iters, Path(images) if images else None, imgsz, conf, iou,
-                       progress=not quiet)
+                       progress=not quiet, gpu_preprocess=not cpu_preprocess)
     files = write_bench_report(result, Path(out_dir), name or paths[0].stem)
     click.echo(format_bench(result))
     click.echo(f"report {files['md']}, {files['png']}, {files['json']}")

@@ -69,6 +69,7 @@ class TrtRunner(Runner):
             else:
                 self._outputs.append(spec)
         self._executor = None
+        self._letterbox = None
         self._shape: tuple | None = None
         self._plan: BufferPlan | None = None
 
@@ -103,10 +104,10 @@ class TrtRunner(Runner):
         if not context.execute_async_v3(stream.handle):
             raise InputError(f"{self.path}: TensorRT could not enqueue the engine (see its log above)")
 
-    def _ready(self, batch: np.ndarray) -> None:
+    def _ready(self, shape: tuple) -> None:
         from .cuda import Executor
 
-        shape = tuple(batch.shape)
+        shape = tuple(int(d) for d in shape)
         if shape == self._shape:
             return
         if self._executor is None:
@@ -132,7 +133,7 @@ class TrtRunner(Runner):
         if batch.dtype != dtype:
             batch = batch.astype(dtype)
         with self.ctx:
-            self._ready(batch)
+            self._ready(batch.shape)
             out = self._executor.run({self._inputs[0].name: batch}, copy=True,
                                      use_graph=self.use_graph and not self._inputs[0].is_dynamic)
         return [out[o.name] for o in self._outputs]
@@ -147,9 +148,33 @@ class TrtRunner(Runner):
         if len({b.shape for b in batches}) != 1:
             raise InputError("infer_many needs batches of one shape; group them by shape first")
         with self.ctx:
-            self._ready(batches[0])
+            self._ready(batches[0].shape)
             for out in self._executor.run_pipelined(({name: b} for b in batches), copy=True):
                 yield [out[o.name] for o in self._outputs]
+
+    def infer_frames(self, frames: list[np.ndarray]) -> tuple[list[np.ndarray], list]:
+        """uint8 BGR frames → GPU letterbox written straight into the engine's input buffer → one Executor call.
+
+        Returns (outputs, LetterboxInfo per frame). Falls back to the CPU letterbox into the pinned input buffer
+        where the kernel cannot be compiled (no nvcc)."""
+        from ..vision.gpu_letterbox import make_letterboxer
+
+        spec = self._inputs[0]
+        hw = self.input_hw or tuple(self.sidecar.get("imgsz") or (640, 640))
+        with self.ctx:
+            self._ready((len(frames), 3, *hw))
+            if self._letterbox is None:
+                self._letterbox = make_letterboxer(hw, prefer_gpu=True, dtype=spec.dtype, context=self.ctx)
+            ex = self._executor
+            if self._letterbox.backend == "gpu":
+                ptr = ex.device_ptr(spec.name)
+                infos = [self._letterbox(f, ptr, i, stream=ex.stream) for i, f in enumerate(frames)]
+                out = ex.run(None, copy=True, on_device={spec.name})
+            else:
+                host = ex.host(spec.name)
+                infos = [self._letterbox(f, host, i) for i, f in enumerate(frames)]
+                out = ex.run(None, copy=True)
+        return [out[o.name] for o in self._outputs], infos
 
     def stage_times(self) -> dict[str, float] | None:
         return self._executor.last_times() if self._executor is not None else None
@@ -162,6 +187,8 @@ class TrtRunner(Runner):
         if getattr(self, "ctx", None) is None:
             return
         with self.ctx:
+            if self._letterbox is not None:
+                self._letterbox.close()
             if self._executor is not None:
                 self._executor.close()
             self._executor = None
