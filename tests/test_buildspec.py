@@ -173,7 +173,23 @@ def test_mismatched_engine_is_refused_with_the_rebuild_command(tmp_path):
         check_engine_host(engine, META, "11.4.0.106", "NVIDIA H100 80GB HBM3", "9.0")
     msg = str(exc.value)
     assert str(engine) in msg and "built for TensorRT 10.13.3.9 vs 11.4.0.106" in msg
-    assert f"trtbuild build {tmp_path / 'm.fp16.onnx'} --precision fp16 --force" in msg
+    assert f"trtbuild build {tmp_path / 'm.fp16.onnx'} --precision fp16 --out-dir {tmp_path} --force" in msg
+
+
+def test_rebuild_command_repeats_the_recorded_options(tmp_path):
+    from trtbuild.trt.buildspec import rebuild_command
+
+    opts = BuildOptions(precision="int8", int8_mode="table", max_batch=4, nms="onnx", strongly_typed=False,
+                        opt_hw=(640, 640)).to_dict()
+    meta = {**META, "precision": "int8", "options": opts, "build_input": "m.sim.onnx",
+            "source_onnx": "m.sim.nms.onnx"}
+    cmd = rebuild_command(tmp_path / "m.int8-nms.engine", meta)
+    assert cmd.startswith(f"trtbuild build {tmp_path / 'm.sim.onnx'} --precision int8 ")  # not the .nms.onnx
+    for part in ("--int8-mode table", "--max-batch 4", "--nms onnx", "--typing weak", "--opt-hw 640,640",
+                 f"--out-dir {tmp_path}", "--force"):
+        assert part in cmd
+    assert "--name" not in cmd
+    assert "--name other" in rebuild_command(tmp_path / "other.int8-nms.engine", meta)
 
 
 def test_open_runner_refuses_before_touching_tensorrt(tmp_path, monkeypatch):

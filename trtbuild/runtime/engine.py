@@ -98,7 +98,9 @@ class TrtRunner(Runner):
 
     def _enqueue(self, stream, buffers) -> None:
         """Executor callback: bind this buffer set's device pointers, then enqueue the engine on ``stream``."""
-        context = self._slot_context.setdefault(id(buffers), self.contexts[len(self._slot_context)])
+        context = self._slot_context.get(id(buffers))
+        if context is None:  # first call on this buffer set: it gets the next free execution context
+            context = self._slot_context[id(buffers)] = self.contexts[len(self._slot_context)]
         for spec in (*self._inputs, *self._outputs):
             context.set_tensor_address(spec.name, buffers.device_ptr(spec.name))
         if not context.execute_async_v3(stream.handle):

@@ -39,7 +39,9 @@ def describe_build(meta: dict) -> str:
                    "version needs typed input (11.x; 10.12+ strongly typed).")
 @click.option("--int8-mode", default="auto", show_default=True, type=click.Choice(INT8_MODES),
               help="qdq: Q/DQ ONNX (10.x and 11.x); table: implicit INT8 from NAME.calib.cache (10.x); "
-                   "calibrate: live TensorRT calibration on --calib images (10.x, needs pycuda); auto: qdq.")
+                   "calibrate: live TensorRT calibration on the --calib images (10.x, needs pycuda); auto: qdq.")
+@click.option("--calib", default="calib_data", show_default=True, type=click.Path(file_okay=False),
+              help="Images for --int8-mode calibrate.")
 @click.option("--min-batch", type=click.IntRange(min=1), help="Smallest batch of the profile (dynamic-batch ONNX).")
 @click.option("--opt-batch", type=click.IntRange(min=1), help="Batch TensorRT tunes for [default: max].")
 @click.option("--max-batch", type=click.IntRange(min=1), help="Largest batch [default: 8].")
@@ -66,8 +68,8 @@ def describe_build(meta: dict) -> str:
 @click.option("--name", default=None, help="Engine base name [default: the ONNX's model name].")
 @click.option("--force", is_flag=True, help="Rebuild even when an up-to-date engine exists.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def build_command(onnx, precision, int8_mode, min_batch, opt_batch, max_batch, min_hw, opt_hw, max_hw, workspace_mb,
-                  opt_level, hardware_compat, version_compatible, dla_core, no_gpu_fallback, typing, nms, out_dir,
+def build_command(onnx, precision, int8_mode, calib, min_batch, opt_batch, max_batch, min_hw, opt_hw, max_hw,
+                  workspace_mb, opt_level, hardware_compat, version_compatible, dla_core, no_gpu_fallback, typing, nms, out_dir,
                   name, force, no_progress):
     """Build a TensorRT engine from ONNX: OUT_DIR/NAME.PRECISION.engine + .engine.json sidecar + .layers.json.
 
@@ -85,7 +87,7 @@ def build_command(onnx, precision, int8_mode, min_batch, opt_batch, max_batch, m
         min_hw=min_hw, opt_hw=opt_hw, max_hw=max_hw, workspace_mb=workspace_mb, opt_level=opt_level,
         hardware_compat=hardware_compat, version_compatible=version_compatible, dla_core=dla_core,
         gpu_fallback=not no_gpu_fallback, strongly_typed={"auto": None, "strong": True, "weak": False}[typing],
-        nms=nms)
+        nms=nms, calib_images=str(calib))
     meta = build(path, options, out_dir, name, force=force, progress=not no_progress)
     click.echo(describe_build(meta))
     if not meta.get("skipped"):

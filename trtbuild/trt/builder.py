@@ -44,8 +44,10 @@ def host_target() -> Target:
 
 def _logger():
     """A TensorRT logger that keeps errors (for the one-line failure message) and prints warnings once."""
-    import tensorrt as trt
+    import sys
 
+    import tensorrt as trt
+    from tqdm import tqdm
 
     class Logger(trt.ILogger):
         def __init__(self):
@@ -58,6 +60,7 @@ def _logger():
                 self.errors.append(msg)
             elif severity == trt.ILogger.WARNING and msg not in self.seen:
                 self.seen.add(msg)
+                tqdm.write(f"TensorRT warning: {msg}", file=sys.stderr)  # between progress bars, not through them
 
     return Logger()
 
@@ -161,7 +164,7 @@ def _int8_calibrator(plan: BuildPlan, config: "trt.IBuilderConfig", target: Targ
     """TensorRT 10.x implicit INT8: a calibrator that reads our table, or calibrates live (pycuda)."""
     from .calibrator import make_calibrator
 
-    calibrator = make_calibrator(plan, target.trt_version)
+    calibrator = make_calibrator(plan, target.trt_version, Path(plan.options.calib_images))
     config.int8_calibrator = calibrator
     return calibrator  # keep a reference for the build's duration
 

@@ -53,6 +53,7 @@ class BuildOptions:
     profiling_verbosity: str = "detailed"
     strongly_typed: bool | None = None  # None: decided by the TensorRT version (compat)
     nms: str | None = None  # None, "onnx" (NonMaxSuppression) or "efficient" (EfficientNMS_TRT)
+    calib_images: str = "calib_data"  # --int8-mode calibrate: the images TensorRT calibrates on
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -101,6 +102,7 @@ class BuildPlan:
     workspace_bytes: int
     timing_cache: Path
     notes: list[str] = field(default_factory=list)
+    build_input: Path | None = None  # the ONNX `trtbuild build` was given (source may be a sibling artifact)
 
     @property
     def sidecar(self) -> Path:
@@ -144,7 +146,8 @@ def choose_source(onnx: Path, options: BuildOptions, trt: TensorRTInfo) -> tuple
     strong_ok = trt.strong_typing_solid
     weak_ok = trt.weak_typing
     if options.strongly_typed is False and not weak_ok:
-        raise InputError(f"TensorRT {trt.version} builds strongly typed networks only; drop --weak-typing")
+        raise InputError(f"TensorRT {trt.version} builds strongly typed networks only; use --typing auto (or strong), "
+                         "not --typing weak")
     prefer_strong = options.strongly_typed if options.strongly_typed is not None else (strong_ok or not weak_ok)
     base = onnx.with_name(base_name(onnx))
     given = onnx.name[len(base.name):]  # ".sim.onnx", ".fp16.onnx", ...
@@ -259,7 +262,7 @@ def plan_build(onnx: Path, inputs: Sequence[IOSpec], options: BuildOptions, trt:
     return BuildPlan(source=source, engine=engine, options=options, typing=typing, flags=flags,
                      int8_source=int8_source, calib_table=calib_table if int8_source in ("table", "calibrate")
                      else None, profiles=make_profiles(inputs, options), workspace_bytes=workspace_mb << 20,
-                     timing_cache=out_dir / TIMING_CACHE_NAME, notes=notes)
+                     timing_cache=out_dir / TIMING_CACHE_NAME, notes=notes, build_input=onnx)
 
 
 def base_name_path(onnx: Path) -> Path:
@@ -269,8 +272,9 @@ def base_name_path(onnx: Path) -> Path:
 def cache_key(plan: BuildPlan, target: Target, source_sha: str, table_sha: str | None = None) -> str:
     """Same key ⇒ same engine: the ONNX content, precision, typing, profiles, flags, TensorRT version, GPU."""
     opts = plan.options.to_dict()
-    for k in ("profiling_verbosity",):  # changes what the inspector shows, not the engine's kernels
-        opts.pop(k)
+    opts.pop("profiling_verbosity")  # changes what the inspector shows, not the engine's kernels
+    if plan.int8_source != "calibrate":
+        opts.pop("calib_images")  # read only by live calibration
     return sha256_json({
         "onnx": source_sha, "options": opts, "typing": plan.typing, "flags": sorted(plan.flags),
         "int8": plan.int8_source, "table": table_sha, "profiles": plan.profiles, "workspace": plan.workspace_bytes,
@@ -315,6 +319,7 @@ def sidecar(plan: BuildPlan, target: Target, key: str, *, source_sha: str, metad
         "hardware_compat": plan.options.hardware_compat,
         "version_compatible": plan.options.version_compatible,
         "source_onnx": _relative(plan.source, plan.engine.parent),
+        "build_input": _relative(plan.build_input or plan.source, plan.engine.parent),
         "source_onnx_sha256": source_sha,
         "build_flags": sorted(plan.flags),
         "options": plan.options.to_dict(),
@@ -383,10 +388,34 @@ def check_engine_host(engine: Path, meta: Mapping | None, trt_version: str | Non
         return
     why = engine_mismatch(meta, trt_version, gpu_name, cc)
     if why:
-        src = meta.get("source_onnx", "the model's ONNX")
-        raise EngineMismatchError(
-            f"{engine}: {why}; rebuild it on this host: trtbuild build {engine.parent / src if src else ''} "
-            f"--precision {meta.get('precision', 'fp16')} --force")
+        raise EngineMismatchError(f"{engine}: {why}; rebuild it on this host: {rebuild_command(engine, meta)}")
+
+
+def rebuild_command(engine: Path, meta: Mapping) -> str:
+    """The `trtbuild build` command that makes ``engine`` again with the options its sidecar records."""
+    src = meta.get("build_input") or meta.get("source_onnx") or "MODEL.sim.onnx"
+    parts = ["trtbuild build", str(engine.parent / src), f"--precision {meta.get('precision', 'fp16')}"]
+    opts, defaults = dict(meta.get("options") or {}), BuildOptions().to_dict()
+    for key, value in opts.items():
+        if key in ("precision", "profiling_verbosity") or value == defaults.get(key) or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key == "strongly_typed":
+            parts.append(f"--typing {'strong' if value else 'weak'}")
+        elif key == "gpu_fallback":
+            parts.append("--no-gpu-fallback")
+        elif key == "version_compatible":
+            parts.append(flag)
+        elif key == "calib_images":
+            parts.append(f"--calib {value}")
+        elif key.endswith("_hw"):
+            parts.append(f"{flag} {value[0]},{value[1]}")
+        else:
+            parts.append(f"{flag} {value}")
+    if engine.name != engine_path(engine.parent, base_name(Path(src)), BuildOptions(**{
+            k: v for k, v in opts.items() if k in defaults})).name:
+        parts.append(f"--name {engine.name.split('.')[0]}")
+    return " ".join(parts + [f"--out-dir {engine.parent}", "--force"])
 
 
 def parser_error_message(source: Path, errors: Sequence[Mapping]) -> str:

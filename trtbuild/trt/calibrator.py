@@ -41,6 +41,12 @@ def make_calibrator(plan, trt_version: str, images_dir: Path = Path("calib_data"
     batch, hw = shape[0], tuple(shape[2:4])
     table = retarget_table(plan.calib_table, trt_version) if plan.int8_source == "table" else None
     cache_path = trt_table_path(plan) if plan.int8_source == "calibrate" else None
+    if plan.int8_source == "calibrate":
+        from ..runtime.cuda import require_pycuda
+
+        # now, not in get_batch: TensorRT's bindings only print a callback's exception, and the build then fails
+        # with "Calibration failure ... no scaling factors" instead of the install command
+        require_pycuda()
 
     class Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
@@ -55,15 +61,25 @@ def make_calibrator(plan, trt_version: str, images_dir: Path = Path("calib_data"
             if table is not None:
                 return None  # the table covers every tensor; TensorRT never asks when it reads it
             if self.batches is None:
-                from ..runtime.cuda import require_pycuda
+                from ..runtime.cuda import CudaContext, require_pycuda
 
                 self.cuda = require_pycuda()
+                # pycuda allocates only with a context of its own current (TensorRT's is not pycuda's): device 0's
+                # primary context, the one TensorRT builds on, pushed for each call
+                self.ctx = CudaContext(0)
                 self.batches = iter(calibration_batches(images_dir, hw, batch))
-                self.device = self.cuda.mem_alloc(int(np.prod(shape)) * 4)
-            data = next(self.batches, None)
+                with self.ctx:
+                    self.device = self.cuda.mem_alloc(int(np.prod(shape)) * 4)
+            data = next(self.batches, None) if self.device is not None else None
             if data is None:
+                if self.device is not None:
+                    with self.ctx:
+                        self.device.free()
+                    self.device = None
+                    self.ctx.close()
                 return None
-            self.cuda.memcpy_htod(self.device, np.ascontiguousarray(data, np.float32))
+            with self.ctx:
+                self.cuda.memcpy_htod(self.device, np.ascontiguousarray(data, np.float32))
             return [int(self.device)]
 
         def read_calibration_cache(self):
