@@ -226,3 +226,19 @@ def test_two_streams_pipeline_in_order(dynamic_onnx, gpu_host, tmp_path, batch):
     ref = OnnxRunner(dynamic_onnx)
     assert all(np.array_equal(o[0], ref.infer(b)[0]) for o, b in zip(outs, batches))
     runner.close()
+
+
+def test_infer_frames_letterboxes_into_the_input_buffer(exported_yolov8n, gpu_host, tmp_path):
+    """Raw frames in: the letterbox writes into the engine's (pinned) input buffer; same result as infer()."""
+    from trtbuild.vision.letterbox import letterbox_batch
+
+    gpu_host("11.4.0.106")
+    frames = list(photos().values())[:2]
+    with open_runner(engine_for(exported_yolov8n, tmp_path, precision="fp32")) as runner:
+        outs, infos = runner.infer_frames(frames[:1])
+        # the pycuda double compiles no kernel: the CPU letterbox fallback fills the pinned buffer
+        assert runner._letterbox.backend == "cpu"
+        x, ref_infos = letterbox_batch(frames[:1], (320, 320))
+        assert infos == ref_infos
+        np.testing.assert_array_equal(outs[0], runner.infer(x)[0])
+        assert outs[0].std() > 0
