@@ -242,3 +242,21 @@ def test_infer_frames_letterboxes_into_the_input_buffer(exported_yolov8n, gpu_ho
         assert infos == ref_infos
         np.testing.assert_array_equal(outs[0], runner.infer(x)[0])
         assert outs[0].std() > 0
+
+
+def test_predictor_on_an_engine_gives_the_onnx_detections(calibrated_onnx, gpu_host, tmp_path):
+    """infer/eval's Predictor takes the engine's infer_frames path and finds what ONNX Runtime finds."""
+    from trtbuild.predictor import Predictor
+
+    gpu_host("10.3.0")
+    frames = list(photos().values())
+    ref = Predictor(OnnxRunner(calibrated_onnx)).predict(frames)
+    with open_runner(engine_for(calibrated_onnx, tmp_path, precision="fp32")) as runner:
+        pred = Predictor(runner)
+        got = pred.predict(frames)
+        assert runner._letterbox is not None  # the infer_frames path ran
+    assert sum(map(len, ref)) > 20
+    for r, g in zip(ref, got):
+        np.testing.assert_array_equal(r.boxes, g.boxes)
+        np.testing.assert_array_equal(r.class_ids, g.class_ids)
+    assert pred.times.images == len(frames) and pred.times.preprocess > 0

@@ -74,13 +74,21 @@ class Predictor:
     def _predict_chunk(self, chunk: list[np.ndarray]) -> list[Detections]:
         n = len(chunk)
         t0 = time.perf_counter()
-        batch, infos = letterbox_batch(chunk, self.imgsz, out=self._buffer[:n])
-        if self.runner.static_batch and n < self.batch:  # a static engine needs its full batch
-            self._buffer[n:] = 0
-            batch = self._buffer
-        t1 = time.perf_counter()
-        output = self.runner.infer(batch)[0][:n]
-        t2 = time.perf_counter()
+        frames_fn = getattr(self.runner, "infer_frames", None)  # TensorRT: letterbox on the GPU, into its input
+        if frames_fn is not None and (not self.runner.static_batch or n == self.batch):
+            outputs, infos = frames_fn(chunk)
+            output = outputs[0][:n]
+            t2 = time.perf_counter()
+            backend = self.runner.stage_times() or {}
+            t1 = t2 - sum(backend.get(k, 0.0) for k in ("h2d", "compute", "d2h")) / 1000
+        else:
+            batch, infos = letterbox_batch(chunk, self.imgsz, out=self._buffer[:n])
+            if self.runner.static_batch and n < self.batch:  # a static engine needs its full batch
+                self._buffer[n:] = 0
+                batch = self._buffer
+            t1 = time.perf_counter()
+            output = self.runner.infer(batch)[0][:n]
+            t2 = time.perf_counter()
         if self.end2end:
             dets = postprocess_end2end(output, infos, conf=self.conf)
         else:
