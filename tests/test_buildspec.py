@@ -121,7 +121,8 @@ def test_cache_key_changes_with_every_input_that_changes_the_engine(artifacts):
 
     base = key()
     changed = [key(sha="b"), key(BuildOptions(precision="int8")), key(BuildOptions(max_batch=4)),
-               key(target=Target("10.13.3.9", "NVIDIA A100", "8.0")), key(target=dataclasses.replace(H100, trt_version="10.14.1")),
+               key(target=Target("10.13.3.9", "NVIDIA A100", "8.0")),
+               key(target=dataclasses.replace(H100, trt_version="10.14.1")),
                key(BuildOptions(opt_level=5)), key(BuildOptions(hardware_compat="ampere+")),
                key(BuildOptions(nms="onnx"))]
     assert len({base, *changed}) == len(changed) + 1

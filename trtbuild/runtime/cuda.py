@@ -154,7 +154,7 @@ def _close_default_contexts() -> None:
             pass
 
 
-# ---------------------------------------------------------------- buffers, events (driver calls, kernels and graphs: cuda_driver.py)
+# ---------------------------------------------------------------- buffers, events (driver calls: cuda_driver.py)
 class DeviceBuffers:
     """Page-locked host + device memory for every tensor of a plan, sized by a BufferPool.
 

@@ -69,8 +69,8 @@ def describe_build(meta: dict) -> str:
 @click.option("--force", is_flag=True, help="Rebuild even when an up-to-date engine exists.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def build_command(onnx, precision, int8_mode, calib, min_batch, opt_batch, max_batch, min_hw, opt_hw, max_hw,
-                  workspace_mb, opt_level, hardware_compat, version_compatible, dla_core, no_gpu_fallback, typing, nms, out_dir,
-                  name, force, no_progress):
+                  workspace_mb, opt_level, hardware_compat, version_compatible, dla_core, no_gpu_fallback, typing, nms,
+                  out_dir, name, force, no_progress):
     """Build a TensorRT engine from ONNX: OUT_DIR/NAME.PRECISION.engine + .engine.json sidecar + .layers.json.
 
     Skipped when an engine with the same key (ONNX content, precision, profiles, flags, TensorRT version,

@@ -362,7 +362,8 @@ def engine_mismatch(meta: Mapping, trt_version: str | None, gpu_name: str | None
         bv, hv = _version_tuple(built), _version_tuple(trt_version)
         if meta.get("version_compatible"):
             if bv[:1] != hv[:1] or hv < bv:
-                problems.append(f"TensorRT {built} (version-compatible: runs on {bv[0]}.x ≥ {built}) vs {trt_version} here")
+                problems.append(f"TensorRT {built} (version-compatible: runs on {bv[0]}.x ≥ {built}) "
+                                f"vs {trt_version} here")
         elif bv != hv:
             problems.append(f"TensorRT {built} vs {trt_version} here")
     gpu = meta.get("gpu") or {}
