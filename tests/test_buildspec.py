@@ -233,3 +233,16 @@ def test_build_cli_bad_input(tmp_path):
     assert res.exit_code == 2 and "nope.onnx: no such ONNX file" in res.output
     res = CliRunner().invoke(cli, ["build", "--help"])
     assert res.exit_code == 0 and "--max-batch" in res.output and "--dla-core" in res.output
+
+
+def test_infer_with_an_engine_on_a_host_without_tensorrt(tmp_path):
+    from trtbuild.trt.compat import tensorrt_info
+
+    from .helpers import ultralytics_photos
+
+    if tensorrt_info().installed:
+        pytest.skip("TensorRT is installed here")
+    engine = tmp_path / "m.fp16.engine"
+    engine.write_bytes(b"\0" * 64)
+    res = CliRunner().invoke(cli, ["infer", str(engine), str(ultralytics_photos()[0])])
+    assert res.exit_code == 3 and "error: TensorRT is not installed" in res.output
