@@ -319,3 +319,16 @@ def test_nms_stage_bad_inputs(dynamic_onnx, tmp_path):
                    {"max_det": MAX_TOPK + 1}):
         with pytest.raises(InputError):
             nms_stage(src, **kwargs)
+
+
+def test_export_nms_option_writes_the_end_to_end_model(tmp_path):
+    from click.testing import CliRunner
+
+    from trtbuild.cli import cli
+
+    args = ["export", "yolov8n.yaml", "--imgsz", "320", "--out-dir", str(tmp_path), "--nms", "onnx", "--max-det", "50"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert f"nms       {tmp_path / 'yolov8n.nms.onnx'} written" in res.output and "[1, 50, 6]" in res.output
+    again = CliRunner().invoke(cli, args)
+    assert "yolov8n.nms.onnx is up to date" in again.output

@@ -94,16 +94,30 @@ def _with(options):
 @cli.command("export")
 @click.argument("model", default=DEFAULT_MODEL)
 @_with(_export_options)
-def export_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force):
+@click.option("--nms", type=click.Choice(["onnx", "efficient"]), default=None,
+              help="Also write the end-to-end model: NMS appended, output detections [B, max_det, 6] "
+                   "(onnx: NonMaxSuppression, runs in ONNX Runtime and TensorRT 11; efficient: EfficientNMS_TRT).")
+@click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="--nms score threshold.")
+@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="--nms IoU threshold.")
+@click.option("--max-det", default=300, show_default=True, type=click.IntRange(1, 3840), help="--nms boxes per image.")
+def export_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, nms, conf, iou, max_det):
     """Export a YOLOv8 detect MODEL (.pt checkpoint or .yaml config) to ONNX with ultralytics.
 
-    Writes OUT_DIR/NAME.onnx and NAME.export.json; skipped when model and options are unchanged.
+    Writes OUT_DIR/NAME.onnx and NAME.export.json (with --nms also NAME.nms.onnx); skipped when model and
+    options are unchanged.
     """
     from .export_onnx import export
     from .pipeline import describe_export
 
     cfg = ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset)
-    click.echo(describe_export(export(model, cfg, out_dir, name, force)))
+    res = export(model, cfg, out_dir, name, force)
+    click.echo(describe_export(res))
+    if nms:
+        from .nms_graph import nms_stage
+
+        e2e = nms_stage(res.output, nms, conf, iou, max_det, force=force)
+        state = "is up to date" if e2e.skipped else f"written ({e2e.report['nodes_added']} nodes added)"
+        click.echo(f"nms       {e2e.output} {state}: output detections {e2e.report['output_shape']}")
 
 
 @cli.command("simplify")
