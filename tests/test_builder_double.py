@@ -287,7 +287,8 @@ def test_build_cli_then_inspect(model, host, tmp_path):
     assert result.exit_code == 0, result.output
     engine = out / "yolov8n.fp16.engine"
     line = next(x for x in result.stdout.splitlines() if x.startswith("engine    "))
-    assert f"→ {engine} (" in line and "fp16, weak typing, static shapes, TensorRT 10.3.0 on NVIDIA H100" in line
+    assert line.startswith(f"engine    {model} → {engine} (")  # 10.3 fp16: weak typing from the plain ONNX
+    assert "fp16, weak typing, static shapes, TensorRT 10.3.0 on NVIDIA H100" in line
     calls = [c[0] for c in trt._double.progress]
     assert calls.count("phase_start") == calls.count("phase_finish") == 3 and "step_complete" in calls
     shown = CliRunner().invoke(cli, ["inspect", str(engine)])

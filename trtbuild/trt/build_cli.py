@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -27,7 +28,8 @@ def describe_build(meta: dict) -> str:
     if meta.get("skipped"):
         return f"engine    {meta['path']} is up to date ({meta['precision']}, TensorRT {meta['tensorrt_version']})"
     prof = ", ".join(f"{k} {v[0]}→{v[2]}" for k, v in meta["profiles"].items() if v[0] != v[2]) or "static shapes"
-    return (f"engine    {meta['source_onnx']} → {meta['path']} ({human_bytes(meta['engine_bytes'])}, "
+    source = os.path.normpath(Path(meta["path"]).parent / meta["source_onnx"])
+    return (f"engine    {source} → {meta['path']} ({human_bytes(meta['engine_bytes'])}, "
             f"{meta['precision']}, {meta['typing']} typing, {prof}, TensorRT {meta['tensorrt_version']} on "
             f"{meta['gpu']['name']}, {meta['build_seconds']:.1f} s)")
 
