@@ -26,6 +26,16 @@ def skimage_photos() -> list[Path]:
     return [data / n for n in names if (data / n).is_file()]
 
 
+def photo_folder(folder: Path) -> Path:
+    """``folder`` (created) holding copies of the real photos above: a small calibration-images folder."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for photo in ultralytics_photos() + skimage_photos():
+        shutil.copy(photo, folder / photo.name)
+    return folder
+
+
 def files_in(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()} if folder.exists() else set()
 

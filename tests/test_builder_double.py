@@ -32,7 +32,7 @@ from trtbuild.trt.compat import API_USES
 from trtbuild.trt.inspect import inspect_path
 
 from .doubles.trt import _TEMPLATES, describe_engine, make_tensorrt
-from .helpers import skimage_photos, ultralytics_photos
+from .helpers import photo_folder
 
 VERSIONS = ("10.3.0", "10.13.3.9", "11.4.0.106")
 H100 = GPU(0, "NVIDIA H100 80GB HBM3", "9.0", 80 << 30, False)
@@ -48,10 +48,7 @@ def model(exported_yolov8n, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("double-model")
     src = root / "yolov8n.onnx"
     shutil.copy(exported_yolov8n, src)
-    photos = ultralytics_photos() + skimage_photos()
-    (root / "calib").mkdir()
-    for p in photos:
-        shutil.copy(p, root / "calib" / p.name)
+    photos = sorted(photo_folder(root / "calib").iterdir())
     fp16_stage(src, photos, (320, 320))
     ranges = calibrate(src, root / "calib", num=8, batch=4, method="minmax", tensors=qdq_tensors(src)).output
     int8_stage(src, ranges)
@@ -301,10 +298,7 @@ def test_build_cli_then_inspect(model, host, tmp_path):
 
 def test_engine_pipeline_builds_each_precision_then_is_up_to_date(host, tmp_path):
     host("10.13.3.9")
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for photo in ultralytics_photos() + skimage_photos():
-        shutil.copy(photo, calib / photo.name)
+    calib = photo_folder(tmp_path / "calib")
     out = tmp_path / "engines"
     args = ["engine", "--imgsz", "320", "--precision", "all", "--calib", str(calib), "--calib-method", "minmax",
             "--out-dir", str(out)]

@@ -44,18 +44,13 @@ def test_bad_precision_is_a_usage_error(tmp_path):
 
 def test_engine_precision_all_writes_fp16_int8_and_table(tmp_path):
     """`make engine PRECISION=all` on a CPU host: every precision artifact, then the one-line skip."""
-    import shutil
-
     import onnx
 
     from trtbuild.precision.table import parse_table
 
-    from .helpers import skimage_photos, ultralytics_photos
+    from .helpers import photo_folder
 
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for photo in ultralytics_photos() + skimage_photos():
-        shutil.copy(photo, calib / photo.name)
+    calib = photo_folder(tmp_path / "calib")
     out = tmp_path / "engines"
     args = ["engine", "--imgsz", "320", "--precision", "all", "--calib", str(calib), "--calib-method", "minmax",
             "--out-dir", str(out)]

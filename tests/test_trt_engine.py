@@ -18,7 +18,7 @@ from trtbuild.vision.decode import postprocess
 from trtbuild.vision.letterbox import letterbox_batch
 
 from .conftest import SHAPES_MODEL
-from .helpers import photos, skimage_photos, ultralytics_photos
+from .helpers import photo_folder, photos
 
 pytestmark = pytest.mark.trt
 
@@ -27,10 +27,7 @@ pytestmark = pytest.mark.trt
 def built(tmp_path_factory):
     """`trtbuild engine --precision all` on the reference model: ONNX artifacts and the three engines."""
     root = tmp_path_factory.mktemp("trt")
-    calib = root / "calib"
-    calib.mkdir()
-    for photo in ultralytics_photos() + skimage_photos():
-        shutil.copy(photo, calib / photo.name)
+    calib = photo_folder(root / "calib")
     out = root / "engines"
     args = ["engine", "--model", SHAPES_MODEL, "--precision", "all", "--calib", str(calib), "--calib-method",
             "percentile", "--out-dir", str(out), "--strict"]
