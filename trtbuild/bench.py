@@ -24,13 +24,12 @@ from .artifacts import atomic_path, package_version, write_bytes_atomic, write_j
 from .config import DEFAULT_OUT_DIR, parse_imgsz
 from .errors import InputError, TrtbuildError
 from .predictor import Predictor
-from .runtime.base import Runner, open_runner
+from .runtime.base import BACKEND_STAGES, Runner, backend_seconds, open_runner
 from .vision.decode import postprocess, postprocess_end2end
 from .vision.io import list_images, read_image
 from .vision.letterbox import letterbox_batch
 
 STAGES = ("preprocess", "h2d", "compute", "d2h", "other", "postprocess")
-BACKEND_STAGES = ("h2d", "compute", "d2h")
 STAGE_COLORS = {"preprocess": "#4C72B0", "h2d": "#8172B2", "compute": "#C44E52", "d2h": "#937860",
                 "other": "#AAAAAA", "postprocess": "#55A868"}
 
@@ -134,9 +133,7 @@ def bench_batch(runner: Runner, predictor: Predictor, frames: list[np.ndarray], 
                 outputs, infos = gpu_frames(chunk)
                 output = outputs[0]
                 t2 = time.perf_counter()
-                parts = runner.stage_times() or {}
-                # the engine's share is what its CUDA events measured; the rest of the call is the letterbox
-                t1 = t2 - sum(float(parts.get(k, 0.0)) for k in BACKEND_STAGES) / 1000
+                t1 = t2 - backend_seconds(runner)  # the rest of the call is the letterbox
             else:
                 x, infos = letterbox_batch(chunk, hw, out=buf)
                 t1 = time.perf_counter()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .modelinfo import ModelInfo
-from .runtime.base import Runner
+from .runtime.base import Runner, backend_seconds
 from .vision.decode import Detections, postprocess, postprocess_end2end
 from .vision.letterbox import letterbox_batch
 
@@ -79,8 +79,7 @@ class Predictor:
             outputs, infos = frames_fn(chunk)
             output = outputs[0][:n]
             t2 = time.perf_counter()
-            backend = self.runner.stage_times() or {}
-            t1 = t2 - sum(backend.get(k, 0.0) for k in ("h2d", "compute", "d2h")) / 1000
+            t1 = t2 - backend_seconds(self.runner)
         else:
             batch, infos = letterbox_batch(chunk, self.imgsz, out=self._buffer[:n])
             if self.runner.static_batch and n < self.batch:  # a static engine needs its full batch

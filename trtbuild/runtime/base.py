@@ -28,6 +28,17 @@ class IOSpec:
         return any(not isinstance(d, int) or d < 0 for d in self.shape)
 
 
+BACKEND_STAGES = ("h2d", "compute", "d2h")  # the parts of one call a GPU runner times with CUDA events
+
+
+def backend_seconds(runner: "Runner") -> float:
+    """Seconds of the last call that the runner's own events measured (h2d + compute + d2h); 0 where it has none.
+
+    For ``infer_frames`` calls the rest of the wall time is the letterbox done inside the call."""
+    times = runner.stage_times() or {}
+    return sum(float(times.get(k, 0.0)) for k in BACKEND_STAGES) / 1000
+
+
 class Runner(abc.ABC):
     """A loaded model that maps an input batch to raw outputs."""
 

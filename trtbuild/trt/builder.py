@@ -17,7 +17,7 @@ from ..errors import DependencyMissingError, TrtbuildError
 from ..graph import get_metadata, io_specs, load_onnx
 from .buildspec import BuildOptions, BuildPlan, Target, cache_key, cached_engine, file_sha, io_entry, layers_path
 from .buildspec import parser_error_message, plan_build, sidecar
-from .compat import INSTALL_HINT, hardware_compat_level, tensorrt_info
+from .compat import INSTALL_HINT, TensorRTInfo, hardware_compat_level, tensorrt_info
 
 if TYPE_CHECKING:  # the string annotations below name TensorRT types (the API check follows them)
     import tensorrt as trt
@@ -191,7 +191,7 @@ def build(onnx: str | Path, options: BuildOptions = BuildOptions(), out_dir: str
     target = host_target()  # first: DependencyMissingError (with the install command) before any import
     import tensorrt as trt
 
-    info = tensorrt_info()
+    info = TensorRTInfo(True, version=target.trt_version)  # host_target() already asked tensorrt_info()
     model = load_onnx(onnx, check=False)
     inputs, _ = io_specs(model)
     plan = plan_build(onnx, inputs, options, info, target, Path(out_dir), name)

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 from ..artifacts import read_json, sha256_file, sha256_json
 from ..errors import InputError, TrtbuildError
 from ..runtime.base import IOSpec
-from .compat import TensorRTInfo
+from .compat import TensorRTInfo, version_tuple
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_MODES = ("auto", "qdq", "table", "calibrate")
@@ -253,7 +253,7 @@ def plan_build(onnx: Path, inputs: Sequence[IOSpec], options: BuildOptions, trt:
     if options.version_compatible:
         flags.append("VERSION_COMPATIBLE")
     if int8_source in ("table", "calibrate") and calib_table is None:
-        calib_table = base_name_path(onnx).with_name(base_name(onnx) + ".calib.cache")
+        calib_table = onnx.with_name(base_name(onnx) + ".calib.cache")
         if int8_source == "table":
             _need(calib_table, "int8", "--int8-mode table reads the calibration table")
     workspace_mb = options.workspace_mb or (DEFAULT_WORKSPACE_MB_INTEGRATED if target.integrated
@@ -263,10 +263,6 @@ def plan_build(onnx: Path, inputs: Sequence[IOSpec], options: BuildOptions, trt:
                      int8_source=int8_source, calib_table=calib_table if int8_source in ("table", "calibrate")
                      else None, profiles=make_profiles(inputs, options), workspace_bytes=workspace_mb << 20,
                      timing_cache=out_dir / TIMING_CACHE_NAME, notes=notes, build_input=onnx)
-
-
-def base_name_path(onnx: Path) -> Path:
-    return onnx.with_name(base_name(onnx))
 
 
 def cache_key(plan: BuildPlan, target: Target, source_sha: str, table_sha: str | None = None) -> str:
@@ -339,12 +335,6 @@ def _relative(path: Path, start: Path) -> str:
         return str(path)
 
 
-def _version_tuple(v: str) -> tuple[int, ...]:
-    import re
-
-    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
-
-
 def _cc(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in str(v).split(".")[:2])
 
@@ -359,7 +349,7 @@ def engine_mismatch(meta: Mapping, trt_version: str | None, gpu_name: str | None
     problems = []
     built = meta.get("tensorrt_version")
     if built and trt_version:
-        bv, hv = _version_tuple(built), _version_tuple(trt_version)
+        bv, hv = version_tuple(built), version_tuple(trt_version)
         if meta.get("version_compatible"):
             if bv[:1] != hv[:1] or hv < bv:
                 problems.append(f"TensorRT {built} (version-compatible: runs on {bv[0]}.x ≥ {built}) "
