@@ -93,9 +93,9 @@ def pcie_theoretical_gbs(bus_id: str) -> tuple[float | None, str]:
 
 
 def bench_copies(cuda, ctx, mib: int, runs: int) -> dict:
-    from trtbuild.runtime.base import IOSpec
-    from trtbuild.runtime.cuda import Executor
-    from trtbuild.runtime.plan import plan_buffers
+    from trtbuild.cuda.executor import Executor
+    from trtbuild.cuda.plan import plan_buffers
+    from trtbuild.iospec import IOSpec
 
     nbytes = mib << 20
     with ctx:
@@ -145,7 +145,7 @@ def test_frame() -> np.ndarray:
 def bench_letterbox(cuda, ctx, runs: int) -> dict:
     import cv2
 
-    from trtbuild.vision.gpu_letterbox import GpuLetterbox
+    from trtbuild.cuda.letterbox import GpuLetterbox
     from trtbuild.vision.letterbox import letterbox, letterbox_batch
 
     frame = test_frame()
@@ -172,9 +172,9 @@ def bench_letterbox(cuda, ctx, runs: int) -> dict:
 
 
 def bench_overhead(cuda, ctx, kernel, calls: int, rounds: int = 7) -> dict:
-    from trtbuild.runtime.base import IOSpec
-    from trtbuild.runtime.cuda import Executor
-    from trtbuild.runtime.plan import plan_buffers
+    from trtbuild.cuda.executor import Executor
+    from trtbuild.cuda.plan import plan_buffers
+    from trtbuild.iospec import IOSpec
 
     n = 1024
     grid, block = ((n + 255) // 256, 1), (256, 1, 1)
@@ -217,7 +217,7 @@ def bench_overhead(cuda, ctx, kernel, calls: int, rounds: int = 7) -> dict:
 
 
 def bench_graph(cuda, ctx, kernel, calls: int, rounds: int = 7) -> dict:
-    from trtbuild.runtime.cuda import CudaGraph
+    from trtbuild.cuda.driver import CudaGraph
 
     n = 1024
     grid, block = ((n + 255) // 256, 1), (256, 1, 1)
@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=300, help="calls per round for the per-call overheads")
     args = ap.parse_args(argv)
 
-    from trtbuild.runtime.cuda import compile_module, default_context, require_pycuda
+    from trtbuild.cuda.context import default_context, require_pycuda
+    from trtbuild.cuda.kernels import compile_module
 
     cuda = require_pycuda()
     ctx = default_context()

@@ -38,7 +38,7 @@ def modelopt_quantize(python: str, sim_onnx: Path, images: list[Path], imgsz, ou
 
     import numpy as np
 
-    from trtbuild.precision.calibrate import CalibrationData
+    from trtbuild.stages.precision.ranges import CalibrationData
 
     calib = out.with_suffix(".calib.npy")
     batches = list(CalibrationData(images, imgsz, batch=8))
@@ -77,9 +77,9 @@ def ort_quantize_static(sim_onnx: Path, images: list[Path], imgsz, out: Path, ex
     leaves trtbuild's detected head decode in float, to show what the defaults' failure comes from."""
     from onnxruntime.quantization import quantize_static
 
-    from trtbuild.graph import load_onnx
-    from trtbuild.precision.calibrate import CalibrationData
-    from trtbuild.precision.qdq import head_decode_nodes
+    from trtbuild.onnx.graph import load_onnx
+    from trtbuild.stages.precision.qdq import head_decode_nodes
+    from trtbuild.stages.precision.ranges import CalibrationData
 
     data = list(CalibrationData(images, imgsz, batch=8))
     exclude = sorted(head_decode_nodes(load_onnx(sim_onnx, check=False))) if exclude_decode else None
@@ -88,21 +88,18 @@ def ort_quantize_static(sim_onnx: Path, images: list[Path], imgsz, out: Path, ex
 
 
 def run(args) -> int:
-    from trtbuild.config import ExportConfig
+    from trtbuild import BudgetConfig, CalibrateConfig, ExportConfig, budget, calibrate, evaluate, export, simplify
     from trtbuild.console import table
-    from trtbuild.evaluate import evaluate
-    from trtbuild.export_onnx import export
-    from trtbuild.precision.budget import fit_budget
-    from trtbuild.precision.calibrate import calibrate, select_images
-    from trtbuild.precision.stages import qdq_tensors
-    from trtbuild.simplify_onnx import simplify
-    from trtbuild.synth import generate_dataset
+    from trtbuild.data.synth import generate_dataset
+    from trtbuild.stages.precision.calibrate import select_images
+    from trtbuild.stages.precision.int8 import qdq_tensors
 
     work = Path(args.work)
-    sim = simplify(export(args.model, ExportConfig(imgsz=(640, 640)), out_dir=work).output).output
+    sim = simplify(export(args.model, ExportConfig(imgsz=(640, 640), out_dir=work)).output).output
     images, skipped = select_images(args.calib, args.num, 0)
     t0 = time.perf_counter()
-    cal = calibrate(sim, args.calib, num=args.num, method=args.method, tensors=qdq_tensors(sim), progress=True)
+    cal = calibrate(sim, CalibrateConfig(images=Path(args.calib), num=args.num, method=args.method,
+                                         tensors=tuple(qdq_tensors(sim))), progress=True)
     print(f"calibration: {len(images)} images ({len(skipped)} skipped), {args.method}, "
           f"{time.perf_counter() - t0:.0f} s{' (cached)' if cal.skipped else ''}")
     ort_model = ort_quantize_static(sim, images, (640, 640), work / "ort-quantize-static.onnx")
@@ -120,11 +117,11 @@ def run(args) -> int:
         splits.append(("hard val", hard))
     rows, verdicts = [], []
     for label, data in splits:
-        budget = fit_budget(sim, cal.output, data, max_map_drop=args.max_map_drop, limit=args.limit,
-                            progress=True)
-        fp32 = budget["fp32"]  # the budget evaluated FP32 on the same images
+        fitted = budget(sim, cal.output, BudgetConfig(data=data, max_map_drop=args.max_map_drop, limit=args.limit),
+                        progress=True).report
+        fp32 = fitted["fp32"]  # the budget evaluated FP32 on the same images
         ort = evaluate(ort_model, data, limit=args.limit)
-        steps = budget["steps"]
+        steps = fitted["steps"]
         ours_plain, ours_final = steps[0], steps[-1]
         base = fp32["map50_95"]
 

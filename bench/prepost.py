@@ -54,7 +54,7 @@ def photo_paths() -> list[Path]:
 def synthetic_images(n: int) -> list[tuple[str, np.ndarray]]:
     """The first ``n`` images of the reference model's val split, rendered in memory (same pixels as on disk
     up to JPEG encoding)."""
-    from trtbuild.synth import render_image
+    from trtbuild.data.synth import render_image
 
     return [(f"synth-val-{i:03d}", render_image(0, "val", i)[0]) for i in range(n)]
 
@@ -62,9 +62,9 @@ def synthetic_images(n: int) -> list[tuple[str, np.ndarray]]:
 def export_reference(out_dir: Path, imgsz: int) -> Path:
     """Export models/shapes-yolov8n.pt with trtbuild's own export stage."""
     from trtbuild.config import ExportConfig
-    from trtbuild.export_onnx import export
+    from trtbuild.stages.export import export
 
-    return export(REFERENCE_MODEL, ExportConfig(imgsz=(imgsz, imgsz)), out_dir=out_dir).output
+    return export(REFERENCE_MODEL, ExportConfig(imgsz=(imgsz, imgsz), out_dir=out_dir)).output
 
 
 def export_model(out_dir: Path, images: list[np.ndarray], imgsz: int, raw_head: bool) -> Path:

@@ -112,7 +112,7 @@ def prepare_data(args) -> tuple[Path, dict]:
     """The dataset's data.yaml (generated when missing, its ``path`` re-pointed if moved) and synth.json."""
     import yaml
 
-    from trtbuild.synth import generate_dataset
+    from trtbuild.data.synth import generate_dataset
 
     root = args.data.resolve()
     yaml_path = root / "data.yaml"

@@ -2,7 +2,7 @@
 
 Why: TensorRT cannot be installed here, but ``tensorrt-cu12-bindings`` (10.x) and
 ``tensorrt-cu13-bindings`` (11.x) are on PyPI, and their ``tensorrt_bindings/tensorrt.so`` is the real
-pybind11 module; ``trtbuild/trt/apicheck.py`` checks trtbuild's TensorRT names against the lists. The
+pybind11 module; ``tests/apicheck.py`` checks trtbuild's TensorRT names against the lists. The
 wheels ship no ``.pyi`` stubs and the .so does not import without libnvinfer: names are read statically.
 
 Method (needs binutils ``objdump``): pybind11 builds signatures such as ``get_tensor_name(self: ...)``
@@ -27,7 +27,7 @@ is the set of identifier strings code references by exact address.
 What it proves: a ``[qualified]`` entry is a decoded registration (present). A missing name was not
 found, which is no proof (a registration pattern the decoder misses looks the same). Absence is
 proven at byte level only: ``[absent]`` holds the probe names (defaults, ``--probe``, the parts of
-``API_USES`` in trtbuild/trt/compat.py) whose bytes ``NAME\\0`` occur nowhere in the .so, not even as
+``API_USES`` in tests/api_uses.py) whose bytes ``NAME\\0`` occur nowhere in the .so, not even as
 the tail of a longer string, nor in ``__init__.py``; short names such as ``INT8`` rarely qualify.
 
 Usage: python scripts/trt_api_lists.py [--cache DIR] [--out tests/trt_api] [--version V]
@@ -421,7 +421,7 @@ def extract(wheel: Path, work: Path, probes: set[str]) -> dict:
 
 
 def write_list(path: Path, version: str, wheel: Path, res: dict):
-    head = [f"TensorRT {version} Python API names (tensorrt module), for trtbuild/trt/apicheck.py",
+    head = [f"TensorRT {version} Python API names (tensorrt module), for tests/apicheck.py",
             f"wheel: {wheel.name} ({WHEELS[version].replace('==', ' ')})",
             f"wheel-sha256: {hashlib.sha256(wheel.read_bytes()).hexdigest()}",
             f"so: {res['so']} sha256 {res['so_sha256']}; .pyi stubs in wheel: {', '.join(res['stubs']) or 'none'}",
@@ -454,7 +454,7 @@ def fetch_wheel(req: str, dest: Path) -> Path:
 def default_probes() -> set[str]:
     try:
         sys.path.insert(0, str(ROOT))
-        from trtbuild.trt.compat import API_USES
+        from tests.api_uses import API_USES
     except ImportError:
         return set(PROBES)
     return set(PROBES) | {part for name in API_USES for part in name.split(".")}

@@ -50,10 +50,10 @@ def pytest_collection_modifyitems(config, items):
 def exported_yolov8n(tmp_path_factory):
     """One real export of yolov8n.yaml (random weights, seeded) at 320×320, shared by the session."""
     from trtbuild.config import ExportConfig
-    from trtbuild.export_onnx import export
+    from trtbuild.stages.export import export
 
     out = tmp_path_factory.mktemp("export")
-    return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320)), out_dir=out).output
+    return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), out_dir=out)).output
 
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,9 +76,9 @@ def calibrated_onnx(tmp_path_factory):
 def shapes_onnx(tmp_path_factory):
     """The project's reference model models/shapes-yolov8n.pt exported to ONNX (640×640, batch 1) by trtbuild."""
     from trtbuild.config import ExportConfig
-    from trtbuild.export_onnx import export
+    from trtbuild.stages.export import export
 
-    return export(SHAPES_MODEL, ExportConfig(), out_dir=tmp_path_factory.mktemp("shapes")).output
+    return export(SHAPES_MODEL, ExportConfig(out_dir=tmp_path_factory.mktemp("shapes"))).output
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +87,28 @@ def shapes_val_data(tmp_path_factory):
 
     Shared: tests that modify a data set must copy it first.
     """
-    from trtbuild.synth import generate_dataset
+    from trtbuild.data.synth import generate_dataset
 
     root = tmp_path_factory.mktemp("shapes-data")
     return generate_dataset(root, n_train=0, n_val=SHAPES_VAL_IMAGES, seed=0, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def images():
+    """{file name: BGR image} of the real photos shipped with ultralytics and scikit-image."""
+    from .helpers import photos, skimage_photos
+
+    try:
+        return photos()
+    except AssertionError:  # ultralytics not installed (a bare GPU host): scikit-image's photos only
+        import cv2
+
+        return {p.name: cv2.imread(str(p)) for p in skimage_photos()}
+
+
+@pytest.fixture(scope="session")
+def ctx():
+    """This thread's CUDA context on device 0 (GPU tests only)."""
+    from trtbuild.cuda.context import default_context
+
+    return default_context()

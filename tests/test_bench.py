@@ -18,11 +18,12 @@ import onnxruntime
 import pytest
 from click.testing import CliRunner
 
-from trtbuild.bench import STAGES, run_bench, write_bench_report
 from trtbuild.cli import cli
+from trtbuild.cuda.plan import check_profile
 from trtbuild.runtime.base import Runner
 from trtbuild.runtime.onnx import OnnxRunner
-from trtbuild.runtime.plan import check_profile
+from trtbuild.tasks.bench import STAGES, run_bench
+from trtbuild.tasks.bench_report import write_bench_report
 
 from .helpers import skimage_photos, ultralytics_photos
 
@@ -33,10 +34,10 @@ FAST = dict(warmup=1, iters=3)
 def dynamic_yolov8n(tmp_path_factory):
     """yolov8n.yaml exported at 320 with a dynamic batch axis."""
     from trtbuild.config import ExportConfig
-    from trtbuild.export_onnx import export
+    from trtbuild.stages.export import export
 
     out = tmp_path_factory.mktemp("export-dyn")
-    return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic=True), out_dir=out, name="dyn").output
+    return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic=True, out_dir=out, name="dyn")).output
 
 
 def _cli(*args):
@@ -128,10 +129,12 @@ def test_two_models_give_ratios_against_the_first(exported_yolov8n, dynamic_yolo
 class SplitRunner(Runner):
     """An ONNX Runtime runner that reports an h2d/compute/d2h split of its own infer time, like a GPU runner."""
 
+    backend_name = "split-test"
+
     def __init__(self, path, profile=None):
         self.inner = OnnxRunner(path)
         self.path, self.metadata, self.profile = Path(path), self.inner.metadata, profile
-        self.split, self.closed, self.backend_name = None, False, "split-test"
+        self.split, self.closed = None, False
 
     @property
     def input_specs(self):
@@ -183,12 +186,14 @@ class FramesRunner(SplitRunner):
     """Also takes raw frames (as the TensorRT runner does with its GPU letterbox): CPU letterbox + a fixed delay
     standing in for the preprocessing done inside the call."""
 
-    def infer_frames(self, frames):
+    takes_frames = True
+
+    def infer_frames(self, frames, hw):
         from trtbuild.vision.letterbox import letterbox_batch
 
         self.frames_calls = getattr(self, "frames_calls", 0) + 1
         time.sleep(0.01)
-        x, infos = letterbox_batch(frames, self.input_hw)
+        x, infos = letterbox_batch(frames, hw)
         return self.infer(x), infos
 
 

@@ -6,19 +6,22 @@ images and a handful of candidate convs.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import trtbuild.tasks.budget as budget_module
 from trtbuild.artifacts import read_json, sha256_file
+from trtbuild.cli.present import format_budget
+from trtbuild.config import BudgetConfig
 from trtbuild.errors import InputError
-from trtbuild.graph import load_onnx
-from trtbuild.precision.budget import _steps, fit_budget, format_budget, layer_sensitivity, output_errors
-from trtbuild.precision.calibrate import load_ranges
-from trtbuild.precision.qdq import quantize_qdq, sensitivity_candidates
+from trtbuild.onnx.compare import sensitivity
+from trtbuild.onnx.graph import load_onnx
+from trtbuild.stages.precision.calibrate import load_ranges
+from trtbuild.stages.precision.qdq import quantize_qdq, sensitivity_candidates
+from trtbuild.tasks.budget import _steps, fit_budget, layer_sensitivity
 
 REFERENCE_PT = Path(__file__).resolve().parents[1] / "models" / "shapes-yolov8n.pt"
 IMGSZ = 320
@@ -27,18 +30,19 @@ IMGSZ = 320
 @pytest.fixture(scope="session")
 def budget_workspace(tmp_path_factory) -> dict:
     """Reference model exported at 320 and simplified, a 24-image val set, 16 calibration images, minmax ranges."""
-    from trtbuild.config import ExportConfig
-    from trtbuild.export_onnx import export
-    from trtbuild.precision.calibrate import calibrate
-    from trtbuild.precision.stages import qdq_tensors
-    from trtbuild.simplify_onnx import simplify
-    from trtbuild.synth import generate_dataset
+    from trtbuild.config import CalibrateConfig, ExportConfig
+    from trtbuild.data.synth import generate_dataset
+    from trtbuild.stages.export import export
+    from trtbuild.stages.precision.calibrate import calibrate
+    from trtbuild.stages.precision.int8 import qdq_tensors
+    from trtbuild.stages.simplify import simplify
 
     root = tmp_path_factory.mktemp("budget")
-    sim = simplify(export(str(REFERENCE_PT), ExportConfig(imgsz=(IMGSZ, IMGSZ)), out_dir=root).output).output
+    sim = simplify(export(str(REFERENCE_PT), ExportConfig(imgsz=(IMGSZ, IMGSZ), out_dir=root)).output).output
     data = generate_dataset(root / "val", n_train=0, n_val=24, seed=0, workers=1, progress=False)
     generate_dataset(root / "calib", n_train=16, n_val=0, seed=1, workers=1, progress=False)
-    ranges = calibrate(sim, root / "calib", num=16, method="minmax", tensors=qdq_tensors(sim)).output
+    calib = CalibrateConfig(images=root / "calib", num=16, method="minmax", tensors=tuple(qdq_tensors(sim)))
+    ranges = calibrate(sim, calib).output
     images = sorted((root / "calib" / "images" / "train").iterdir())
     return {"root": root, "sim": sim, "data": data, "ranges": ranges, "images": images}
 
@@ -61,15 +65,15 @@ def test_doubling_steps_end_with_every_candidate():
     assert _steps(5) == [1, 2, 4, 5] and _steps(8) == [1, 2, 4, 8] and _steps(63)[-2:] == [32, 63]
 
 
-def test_output_errors_zero_for_identical_and_box_only_on_confident_anchors():
+def test_sensitivity_zero_for_identical_and_box_only_on_confident_anchors():
     rng = np.random.default_rng(0)
     ref = rng.random((2, 4 + 3, 50)).astype(np.float32) * 0.2  # every score ≤ 0.2: no confident anchor
-    assert output_errors(ref, ref.copy(), (320, 320)) == pytest.approx({"score": 0.0, "cls_err": 0.0, "box_err": 0.0})
+    assert sensitivity(ref, ref.copy(), (320, 320)) == pytest.approx({"score": 0.0, "cls_err": 0.0, "box_err": 0.0})
     moved = ref.copy()
     moved[:, :4] += 10  # boxes move, but no anchor passes 0.25: box_err stays 0
-    assert output_errors(ref, moved, (320, 320))["box_err"] == 0.0
+    assert sensitivity(ref, moved, (320, 320))["box_err"] == 0.0
     ref[0, 4, 7] = 0.9
-    assert output_errors(ref, moved, (320, 320))["box_err"] == pytest.approx(10 / 320, rel=1e-5)
+    assert sensitivity(ref, moved, (320, 320))["box_err"] == pytest.approx(10 / 320, rel=1e-5)
 
 
 def test_sensitivity_ranks_a_broken_layer_first(budget_workspace):
@@ -96,23 +100,38 @@ def test_sensitivity_ranks_a_broken_layer_first(budget_workspace):
 def test_huge_budget_stops_at_full_int8_and_writes_no_fallback(budget_workspace):
     ws = budget_workspace
     sim = Path(ws["sim"])
-    rep = fit_budget(sim, ws["ranges"], ws["data"], max_map_drop=100.0, images=ws["images"][:4])
+    res = fit_budget(sim, ws["ranges"], BudgetConfig(data=ws["data"], max_map_drop=100.0, images=ws["images"][:4]))
+    rep = res.report
+    assert not res.skipped and res.output == Path(rep["output"]) and res.report_path == sim.with_name(
+        "shapes-yolov8n.budget.json")
     assert rep["met"] and rep["chosen_step"] == 0 and len(rep["steps"]) == 1 and rep["sensitivity"] == []
     assert rep["steps"][0]["excluded"] == [] and Path(rep["output"]).name == "shapes-yolov8n.int8.onnx"
     assert not sim.with_name("shapes-yolov8n.int8fb.onnx").exists()
     assert sim.with_name("shapes-yolov8n.budget.json").is_file()
     step = rep["steps"][0]
     assert step["drop"] == pytest.approx((rep["fp32"]["map50_95"] - step["map50_95"]) * 100, abs=1e-3)
-    assert "INT8 step 0" in format_budget(rep)
+    assert "INT8 step 0" in format_budget(res)
 
 
-def test_tiny_budget_falls_back_in_growing_steps_then_is_cached(budget_workspace):
+def test_tiny_budget_falls_back_in_growing_steps_then_is_cached(budget_workspace, monkeypatch):
     ws = budget_workspace
     sim = Path(ws["sim"])
     cands = sensitivity_candidates(load_onnx(sim))
     subset = cands[:4] + cands[-4:]
-    kw = dict(max_map_drop=0.0, images=ws["images"][:4], candidates=subset)
-    rep = fit_budget(sim, ws["ranges"], ws["data"], **kw)
+    cfg = BudgetConfig(data=ws["data"], max_map_drop=0.0, images=ws["images"][:4], candidates=tuple(subset))
+    # count the expensive work (evaluations, sensitivity ranking) instead of timing the cached run
+    calls = Counter()
+    for name in ("_eval", "layer_sensitivity"):
+        real = getattr(budget_module, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(budget_module, name, spy)
+    res = fit_budget(sim, ws["ranges"], cfg)
+    rep = res.report
+    assert not res.skipped
     steps = rep["steps"]
     assert steps[0]["drop"] > 0, "full INT8 must lose some mAP here for the fallback to run"
     assert [len(s["excluded"]) for s in steps] == [0, *_steps(len(subset))[: len(steps) - 1]]
@@ -126,19 +145,23 @@ def test_tiny_budget_falls_back_in_growing_steps_then_is_cached(budget_workspace
     if not rep["met"]:
         assert "could not meet" in rep["message"]
     fb = sim.with_name("shapes-yolov8n.int8fb.onnx")
-    assert Path(rep["output"]) == fb and sha256_file(fb) == steps[-1]["model_sha256"]
+    assert res.output == Path(rep["output"]) == fb and sha256_file(fb) == steps[-1]["model_sha256"]
     fb_report = read_json(sim.with_name("shapes-yolov8n.int8fb.json"))
     assert fb_report["exclude"] == sorted(steps[-1]["excluded"])
     assert len(fb_report["qdq"]["quantized_convs"]) == len(cands) - len(steps[-1]["excluded"])
 
-    t0 = time.perf_counter()
-    again = fit_budget(sim, ws["ranges"], ws["data"], **kw)
-    assert again["skipped"] and again["steps"] == steps and time.perf_counter() - t0 < 5
+    assert calls == {"_eval": 1 + len(steps), "layer_sensitivity": 1}  # FP32 + each step; one ranking
+
+    calls.clear()
+    again = fit_budget(sim, ws["ranges"], cfg)
+    assert again.skipped and again.report["steps"] == steps and again.output == fb
+    assert calls == {}  # cached: nothing evaluated, nothing ranked
 
 
 def test_bad_inputs_are_input_errors(budget_workspace, tmp_path):
     ws = budget_workspace
     with pytest.raises(InputError, match="does not exist"):
-        fit_budget(ws["sim"], tmp_path / "missing.ranges.json", ws["data"])
-    with pytest.raises(InputError, match="≥ 0"):
-        fit_budget(ws["sim"], ws["ranges"], ws["data"], max_map_drop=-1)
+        fit_budget(ws["sim"], tmp_path / "missing.ranges.json", BudgetConfig(data=ws["data"]))
+    with pytest.raises(InputError, match="max_map_drop=-1: must be ≥ 0") as err:
+        fit_budget(ws["sim"], ws["ranges"], BudgetConfig(data=ws["data"], max_map_drop=-1))
+    assert err.value.param == "max_map_drop"

@@ -10,14 +10,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from trtbuild.artifacts import run_stage
 from trtbuild.cli import cli
-from trtbuild.errors import DependencyMissingError, InputError
-from trtbuild.graph import get_metadata, io_specs, load_onnx
-from trtbuild.runtime.base import IOSpec
-from trtbuild.trt.buildspec import (BuildOptions, EngineMismatchError, Target, base_name, cache_key, cached_engine,
-                                    check_engine_host, choose_source, engine_mismatch, make_profiles,
-                                    parser_error_message, plan_build, sidecar)
+from trtbuild.config import BuildConfig
+from trtbuild.errors import DependencyMissingError, EngineMismatchError, InputError
+from trtbuild.iospec import IOSpec
+from trtbuild.layout import model_name
+from trtbuild.onnx.graph import get_metadata, io_specs, load_onnx
+from trtbuild.trt.buildspec import choose_source, make_profiles, parser_error_message, plan_build
 from trtbuild.trt.compat import TensorRTInfo, hardware_compat_level
+from trtbuild.trt.host import Target
+from trtbuild.trt.sidecar import cache_key, check_engine_host, engine_mismatch, sidecar
 
 TRT103, TRT1013, TRT114 = (TensorRTInfo(True, version=v) for v in ("10.3.0", "10.13.3.9", "11.4.0.106"))
 H100 = Target("10.13.3.9", "NVIDIA H100 80GB HBM3", "9.0")
@@ -35,11 +38,11 @@ def artifacts(tmp_path):
     return tmp_path
 
 
-def test_base_name_strips_every_stage_suffix():
-    assert base_name(Path("e/m.sim.onnx")) == "m"
-    assert base_name(Path("e/m.fp16.nms.onnx")) == "m"
-    assert base_name(Path("e/yolo.v8.int8fb.onnx")) == "yolo.v8"
-    assert base_name(Path("e/m.onnx")) == "m"
+def test_model_name_strips_every_stage_suffix():
+    assert model_name(Path("e/m.sim.onnx")) == "m"
+    assert model_name(Path("e/m.fp16.nms.onnx")) == "m"
+    assert model_name(Path("e/yolo.v8.int8fb.onnx")) == "yolo.v8"
+    assert model_name(Path("e/m.onnx")) == "m"
 
 
 @pytest.mark.parametrize("info, precision, expect", [
@@ -51,27 +54,27 @@ def test_base_name_strips_every_stage_suffix():
     (TRT114, "fp32", ("m.sim.onnx", "strong", [], None)),
 ])
 def test_source_and_typing_follow_the_tensorrt_version(artifacts, info, precision, expect):
-    src, typing, flags, int8 = choose_source(artifacts / "m.sim.onnx", BuildOptions(precision=precision), info)
+    src, typing, flags, int8 = choose_source(artifacts / "m.sim.onnx", BuildConfig(precision=precision), info)
     assert (src.name, typing, flags, int8) == expect
 
 
 def test_no_weak_typing_flag_can_reach_tensorrt_11(artifacts):
     for precision in ("fp32", "fp16", "int8"):
-        _, typing, flags, _ = choose_source(artifacts / "m.sim.onnx", BuildOptions(precision=precision), TRT114)
+        _, typing, flags, _ = choose_source(artifacts / "m.sim.onnx", BuildConfig(precision=precision), TRT114)
         assert typing == "strong" and not {"FP16", "INT8"} & set(flags)
     with pytest.raises(InputError, match="strongly typed networks only"):
-        choose_source(artifacts / "m.sim.onnx", BuildOptions(strongly_typed=False), TRT114)
+        choose_source(artifacts / "m.sim.onnx", BuildConfig(strongly_typed=False), TRT114)
     for mode in ("table", "calibrate"):
         with pytest.raises(InputError, match="needs TensorRT 10.x"):
-            choose_source(artifacts / "m.sim.onnx", BuildOptions(precision="int8", int8_mode=mode), TRT114)
+            choose_source(artifacts / "m.sim.onnx", BuildConfig(precision="int8", int8_mode=mode), TRT114)
 
 
 def test_int8_prefers_the_budget_fallback_model_and_table_mode_reads_the_table(artifacts):
     (artifacts / "m.int8fb.onnx").write_bytes(b"x")
-    src, *_ = choose_source(artifacts / "m.sim.onnx", BuildOptions(precision="int8"), TRT114)
+    src, *_ = choose_source(artifacts / "m.sim.onnx", BuildConfig(precision="int8"), TRT114)
     assert src.name == "m.int8fb.onnx"
-    plan = plan_build(artifacts / "m.sim.onnx", STATIC, BuildOptions(precision="int8", int8_mode="table"), TRT103,
-                      ORIN, artifacts)
+    plan = plan_build(artifacts / "m.sim.onnx", STATIC,
+                      BuildConfig(precision="int8", int8_mode="table", out_dir=artifacts), TRT103, ORIN)
     assert (plan.source.name, plan.typing, plan.int8_source, plan.calib_table.name) == \
         ("m.sim.onnx", "weak", "table", "m.calib.cache")
     assert plan.workspace_bytes == 1024 << 20  # integrated GPU default
@@ -80,30 +83,30 @@ def test_int8_prefers_the_budget_fallback_model_and_table_mode_reads_the_table(a
 def test_missing_typed_onnx_says_how_to_make_it(tmp_path):
     (tmp_path / "m.sim.onnx").write_bytes(b"x")
     with pytest.raises(InputError, match=r"m\.fp16\.onnx: missing.*make engine PRECISION=fp16"):
-        choose_source(tmp_path / "m.sim.onnx", BuildOptions(precision="fp16"), TRT114)
+        choose_source(tmp_path / "m.sim.onnx", BuildConfig(precision="fp16"), TRT114)
 
 
 def test_profiles_static_dynamic_and_refusals():
-    assert make_profiles(STATIC, BuildOptions()) == {"images": ((1, 3, 640, 640),) * 3}
-    assert make_profiles(DYN_B, BuildOptions(max_batch=16, opt_batch=4))["images"] == \
+    assert make_profiles(STATIC, BuildConfig()) == {"images": ((1, 3, 640, 640),) * 3}
+    assert make_profiles(DYN_B, BuildConfig(max_batch=16, opt_batch=4))["images"] == \
         ((1, 3, 640, 640), (4, 3, 640, 640), (16, 3, 640, 640))
-    assert make_profiles(DYN_B, BuildOptions())["images"][2][0] == 8
-    hw = make_profiles(DYN_HW, BuildOptions(min_hw=(320, 320), opt_hw=(640, 640), max_hw=(1280, 1280)))
+    assert make_profiles(DYN_B, BuildConfig())["images"][2][0] == 8
+    hw = make_profiles(DYN_HW, BuildConfig(min_hw=(320, 320), opt_hw=(640, 640), max_hw=(1280, 1280)))
     assert hw["images"] == ((1, 3, 320, 320), (8, 3, 640, 640), (8, 3, 1280, 1280))
     with pytest.raises(InputError, match="batch is fixed at 1.*--dynamic"):
-        make_profiles(STATIC, BuildOptions(max_batch=4))
-    with pytest.raises(InputError, match="--opt-hw"):
-        make_profiles(DYN_HW, BuildOptions())
-    with pytest.raises(InputError, match="multiple of 32"):
-        make_profiles(DYN_HW, BuildOptions(opt_hw=(600, 640)))
-    with pytest.raises(InputError, match="min ≤ opt ≤ max"):
-        BuildOptions(min_batch=4, max_batch=2)
+        make_profiles(STATIC, BuildConfig(max_batch=4))
+    with pytest.raises(InputError, match="pass opt_hw=H,W"):  # a library call names the parameter, not the flag
+        make_profiles(DYN_HW, BuildConfig())
+    with pytest.raises(InputError, match=r"opt_hw=\(600, 640\).*multiples of 32"):  # BuildConfig refuses it now
+        make_profiles(DYN_HW, BuildConfig(opt_hw=(600, 640)))
+    with pytest.raises(InputError, match="min_batch ≤ opt_batch ≤ max_batch"):
+        BuildConfig(min_batch=4, max_batch=2)
 
 
 def test_dla_needs_an_integrated_gpu_and_adds_fallback(artifacts):
     with pytest.raises(InputError, match="has no DLA"):
-        plan_build(artifacts / "m.sim.onnx", STATIC, BuildOptions(dla_core=0), TRT1013, H100, artifacts)
-    plan = plan_build(artifacts / "m.sim.onnx", STATIC, BuildOptions(dla_core=1), TRT103, ORIN, artifacts)
+        plan_build(artifacts / "m.sim.onnx", STATIC, BuildConfig(dla_core=0, out_dir=artifacts), TRT1013, H100)
+    plan = plan_build(artifacts / "m.sim.onnx", STATIC, BuildConfig(dla_core=1, out_dir=artifacts), TRT103, ORIN)
     assert "GPU_FALLBACK" in plan.flags and plan.engine.name == "m.fp16.dla1.engine"
 
 
@@ -115,40 +118,66 @@ def test_hardware_compat_levels_by_version():
 
 
 def test_cache_key_changes_with_every_input_that_changes_the_engine(artifacts):
-    def key(options=BuildOptions(), target=H100, sha="a", info=TRT1013):
-        plan = plan_build(artifacts / "m.sim.onnx", DYN_B, options, info, target, artifacts)
+    def key(options=BuildConfig(), target=H100, sha="a", info=TRT1013):
+        plan = plan_build(artifacts / "m.sim.onnx", DYN_B, dataclasses.replace(options, out_dir=artifacts), info,
+                          target)
         return cache_key(plan, target, sha)
 
     base = key()
-    changed = [key(sha="b"), key(BuildOptions(precision="int8")), key(BuildOptions(max_batch=4)),
+    changed = [key(sha="b"), key(BuildConfig(precision="int8")), key(BuildConfig(max_batch=4)),
                key(target=Target("10.13.3.9", "NVIDIA A100", "8.0")),
                key(target=dataclasses.replace(H100, trt_version="10.14.1")),
-               key(BuildOptions(opt_level=5)), key(BuildOptions(hardware_compat="ampere+")),
-               key(BuildOptions(nms="onnx"))]
+               key(BuildConfig(opt_level=5)), key(BuildConfig(hardware_compat="ampere+")),
+               key(BuildConfig(nms="onnx"))]
     assert len({base, *changed}) == len(changed) + 1
-    assert key(BuildOptions(profiling_verbosity="layer_names_only")) == base  # inspector detail only
+    assert key(BuildConfig(profiling_verbosity="layer_names_only")) == base  # inspector detail only
 
 
 def test_sidecar_and_engine_cache(artifacts, exported_yolov8n):
     model = load_onnx(exported_yolov8n, check=False)
     inputs, outputs = io_specs(model)
-    plan = plan_build(exported_yolov8n, inputs, BuildOptions(precision="fp32"), TRT114,
-                      Target("11.4.0", "NVIDIA H100", "9.0"), artifacts)
+    plan = plan_build(exported_yolov8n, inputs, BuildConfig(precision="fp32", out_dir=artifacts), TRT114,
+                      Target("11.4.0", "NVIDIA H100", "9.0"))
     key = cache_key(plan, H100, "sha")
-    meta = sidecar(plan, H100, key, source_sha="sha", metadata=get_metadata(model), engine_bytes=5,
+    meta = sidecar(plan, H100, source_sha="sha", metadata=get_metadata(model), engine_bytes=5,
                    io=[{"name": o.name, "mode": "output", "shape": list(o.shape), "dtype": o.dtype} for o in outputs],
                    seconds=1.234, table_sha=None)
     assert meta["imgsz"] == [320, 320] and meta["stride"] == 32 and len(meta["names"]) == 80
     assert meta["profiles"] == {"images": [[1, 3, 320, 320]] * 3}
     assert meta["gpu"]["compute_capability"] == "9.0" and meta["tensorrt_version"] == "10.13.3.9"
     assert (plan.engine.parent / meta["source_onnx"]).resolve() == Path(exported_yolov8n).resolve()
-    assert cached_engine(plan, key) is None  # nothing built yet
-    plan.engine.write_bytes(b"12345")
-    plan.sidecar.write_text(json.dumps(meta))
-    assert cached_engine(plan, key)["cache_key"] == key
-    assert cached_engine(plan, "other") is None
-    plan.engine.write_bytes(b"123")  # truncated or replaced engine: not up to date
-    assert cached_engine(plan, key) is None
+
+    # the build is cached the way builder.build caches it: run_stage keyed by cache_key, the sidecar as the report
+    made = []
+
+    def make(outputs):
+        made.append(1)
+        outputs.path(plan.engine).write_bytes(b"12345")
+        outputs.path(plan.layers).write_bytes(b"[]")
+        return meta
+
+    def run(k=key):
+        return run_stage("build", k, plan.sidecar, plan.engine, make)
+
+    assert not plan.sidecar.exists()  # nothing built yet
+    first = run()
+    assert not first.skipped and first.output == plan.engine and len(made) == 1
+    recorded = json.loads(plan.sidecar.read_text())
+    assert recorded["key"] == key and recorded["engine_bytes"] == 5
+    assert set(recorded["outputs"]) == {plan.engine.name, plan.layers.name}  # sha256 of the engine and layers
+    again = run()
+    assert again.skipped and again.report["key"] == key and len(made) == 1
+    assert not run("other").skipped and len(made) == 2  # another key: rebuilt
+    assert not run().skipped and len(made) == 3
+    plan.engine.write_bytes(b"54321")  # same size, other bytes: the hash, not the size, decides
+    assert not run().skipped and len(made) == 4 and plan.engine.read_bytes() == b"12345"
+    plan.engine.write_bytes(b"123")  # truncated engine: not up to date
+    assert not run().skipped and len(made) == 5
+    plan.layers.write_text("[{}]")  # an edited layer JSON is an output too
+    assert not run().skipped and len(made) == 6
+    plan.engine.unlink()
+    assert not run().skipped and len(made) == 7
+    assert run().skipped and len(made) == 7
 
 
 META = {"tensorrt_version": "10.13.3.9", "precision": "fp16", "source_onnx": "m.fp16.onnx",
@@ -178,9 +207,9 @@ def test_mismatched_engine_is_refused_with_the_rebuild_command(tmp_path):
 
 
 def test_rebuild_command_repeats_the_recorded_options(tmp_path):
-    from trtbuild.trt.buildspec import rebuild_command
+    from trtbuild.trt.sidecar import rebuild_command
 
-    opts = BuildOptions(precision="int8", int8_mode="table", max_batch=4, nms="onnx", strongly_typed=False,
+    opts = BuildConfig(precision="int8", int8_mode="table", max_batch=4, nms="onnx", strongly_typed=False,
                         opt_hw=(640, 640)).to_dict()
     meta = {**META, "precision": "int8", "options": opts, "build_input": "m.sim.onnx",
             "source_onnx": "m.sim.nms.onnx"}
@@ -194,16 +223,17 @@ def test_rebuild_command_repeats_the_recorded_options(tmp_path):
 
 
 def test_open_runner_refuses_before_touching_tensorrt(tmp_path, monkeypatch):
-    from trtbuild.runtime.base import open_runner
-    from trtbuild.trt import engine_file
+    from trtbuild.cuda.probe import GPU, CudaProbe
+    from trtbuild.runtime.open import open_runner
+    from trtbuild.trt.host import Host
 
     engine = tmp_path / "m.fp16.engine"
     engine.write_bytes(b"not an engine")
     (tmp_path / "m.fp16.engine.json").write_text(json.dumps(META))
-    monkeypatch.setattr(engine_file, "host_facts", lambda: ("11.4.0.106", "NVIDIA H100 80GB HBM3", "9.0"))
+    host = Host(TRT114, CudaProbe("12.8", [GPU(0, "NVIDIA H100 80GB HBM3", "9.0", 80 << 30, False)]))
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # importing it now would raise ImportError
     with pytest.raises(EngineMismatchError, match="rebuild it on this host"):
-        open_runner(engine)
+        open_runner(engine, host=host)
 
 
 def test_parser_errors_name_their_nodes():

@@ -11,19 +11,12 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from trtbuild.errors import InputError
-from trtbuild.precision.calibrate import (
-    CalibrationData,
-    FewImagesWarning,
-    _groups,
-    calibrate,
-    calibrate_command,
-    calibration_key,
-    compute_ranges,
-    load_ranges,
-    select_images,
-)
-from trtbuild.precision.table import amax, parse_table
+from trtbuild.cli.precision import calibrate_cmd
+from trtbuild.config import CalibrateConfig
+from trtbuild.errors import FewImagesWarning, InputError
+from trtbuild.stages.precision.calibrate import calibrate, calibration_key, load_ranges, select_images
+from trtbuild.stages.precision.ranges import CalibrationData, _groups, compute_ranges
+from trtbuild.stages.precision.table import amax, parse_table
 from trtbuild.vision.io import read_image
 from trtbuild.vision.letterbox import letterbox_batch
 
@@ -33,7 +26,7 @@ from .helpers import skimage_photos, ultralytics_photos
 @pytest.fixture(scope="module")
 def sim_model(tmp_path_factory, exported_yolov8n):
     """yolov8n.yaml at 320, static batch 1, simplified (the graph calibration sees in the pipeline)."""
-    from trtbuild.simplify_onnx import simplify
+    from trtbuild.stages.simplify import simplify
 
     dst = tmp_path_factory.mktemp("calib_model") / "yolov8n.onnx"
     shutil.copyfile(exported_yolov8n, dst)
@@ -101,7 +94,7 @@ def test_no_usable_image_is_an_input_error(tmp_path):
     (folder / "b.txt").write_text("x")
     with pytest.raises(InputError, match="no usable image") as err:
         select_images(folder)
-    assert str(folder) in str(err.value) and "--images" in str(err.value)
+    assert str(folder) in str(err.value) and "images=DIR" in str(err.value)
     with pytest.raises(InputError, match="does not exist"):
         select_images(tmp_path / "missing")
 
@@ -138,7 +131,8 @@ def test_key_changes_when_one_image_changes(sim_model, calib_dir):
 
 def test_stage_writes_ranges_and_table_then_skips(sim_model, calib_dir, tmp_path):
     out = tmp_path / "out"
-    first = calibrate(sim_model, calib_dir, out, batch=4, method="minmax")
+    cfg = CalibrateConfig(images=calib_dir, out_dir=out, batch=4, method="minmax")
+    first = calibrate(sim_model, cfg)
     r = first.report
     assert not first.skipped and first.output == out / "yolov8n.ranges.json"
     assert {s["path"] for s in r["skipped"]} == {"broken.jpg", "notes.txt"}
@@ -156,15 +150,15 @@ def test_stage_writes_ranges_and_table_then_skips(sim_model, calib_dir, tmp_path
         assert struct.pack(">f", scales[name]) == struct.pack(">f", want), name
     # same inputs: skipped; outputs untouched
     mtime = first.output.stat().st_mtime_ns
-    again = calibrate(sim_model, calib_dir, out, batch=4, method="minmax")
+    again = calibrate(sim_model, cfg)
     assert again.skipped and first.output.stat().st_mtime_ns == mtime
     # one image changed: recalibrated
     victim = calib_dir / "bus.jpg"
     victim.write_bytes(victim.read_bytes() + b"\0")
-    assert not calibrate(sim_model, calib_dir, out, batch=4, method="minmax").skipped
+    assert not calibrate(sim_model, cfg).skipped
     # an edited table is rebuilt
     (out / "yolov8n.calib.cache").write_text("TRT-100300-EntropyCalibration2\n")
-    assert not calibrate(sim_model, calib_dir, out, batch=4, method="minmax").skipped
+    assert not calibrate(sim_model, cfg).skipped
 
 
 def test_minmax_contains_entropy_and_percentile(sim_model, photo_dir):
@@ -204,21 +198,20 @@ def test_static_batch_is_fed_in_model_sized_groups():
 def test_cli_prints_summary(sim_model, calib_dir, tmp_path):
     args = [str(sim_model), "--images", str(calib_dir), "--method", "minmax", "--batch", "4",
             "--out-dir", str(tmp_path / "cli")]
-    result = CliRunner().invoke(calibrate_command, args)
+    result = CliRunner().invoke(calibrate_cmd, args)
     assert result.exit_code == 0, result.output
     out = result.output
     assert "7 image(s)" in out and "2 file(s) skipped" in out and "tensors" in out
     assert "warning: only 7 calibration image(s)" in out
     assert "broken.jpg: cannot be decoded" in out and "notes.txt" in out
     assert "yolov8n.ranges.json" in out and "yolov8n.calib.cache" in out
-    again = CliRunner().invoke(calibrate_command, args)
+    again = CliRunner().invoke(calibrate_cmd, args)
     assert again.exit_code == 0 and "up to date" in again.output
 
 
 def test_yolo_dataset_companions_are_not_reported_as_skipped(tmp_path):
     """A YOLO data set used as a calibration folder: labels, data.yaml and READMEs are expected files."""
-    from trtbuild.precision.calibrate import select_images
-    from trtbuild.synth import generate_dataset
+    from trtbuild.data.synth import generate_dataset
 
     generate_dataset(tmp_path / "ds", n_train=4, n_val=0, seed=1, workers=1, progress=False)
     (tmp_path / "ds" / "README.md").write_text("about these images\n")

@@ -1,4 +1,4 @@
-"""trtbuild.dataset on small YOLO data sets written here; one parity check against ultralytics' loader."""
+"""trtbuild.data.dataset on small YOLO data sets written here; one parity check against ultralytics' loader."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trtbuild.dataset import label_path_for, load_dataset, read_labels, yolo_to_xyxy
+from trtbuild.data.dataset import label_path_for, load_dataset, read_labels, yolo_to_xyxy
 from trtbuild.errors import InputError
 
 LABELS = {

@@ -1,4 +1,8 @@
-"""``trtbuild doctor`` reports versions, TensorRT/pycuda/GPU status and the stages this host can run."""
+"""``trtbuild doctor`` reports versions, TensorRT/pycuda/GPU status and the stages a host can run.
+
+The host is a value (``trtbuild.trt.host.Host``): each test states the host it describes, so the verdicts are
+checked against what they must be, not against a second run of the same probes.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +12,51 @@ from importlib.util import find_spec
 from click.testing import CliRunner
 
 from trtbuild.cli import cli
-from trtbuild.cuda_probe import probe_cuda
+from trtbuild.cuda.probe import GPU, CudaProbe, PycudaStatus
+from trtbuild.errors import INSTALL_HINT
+from trtbuild.tasks.doctor import doctor, format_doctor
 from trtbuild.trt.compat import TensorRTInfo
+from trtbuild.trt.host import Host
+
+BARE = Host(TensorRTInfo(False, error="not installed"), CudaProbe(error="no CUDA driver (libcuda.so.1 not found)"),
+            PycudaStatus(False, "not installed"))
+ORIN = GPU(0, "Orin", "8.7", 32 << 30, True)
+JETSON = Host(TensorRTInfo(True, "10.3.0"), CudaProbe("12.6", [ORIN]), PycudaStatus(True, "2026.1"))
+H200 = GPU(0, "NVIDIA H200", "9.0", 141 << 30, False)
+GPU_NO_PYCUDA = Host(TensorRTInfo(True, "11.4.0.106"), CudaProbe("13.0", [H200]), PycudaStatus(False, "not installed"))
 
 
-def test_doctor_text_report():
-    result = CliRunner().invoke(cli, ["doctor"])
+def test_doctor_text_on_a_bare_host_names_what_is_missing():
+    result = CliRunner().invoke(cli, ["doctor"], obj=BARE)
     assert result.exit_code == 0, result.output
     out = result.output
-    for needle in ("Python:", "onnx:", "onnxruntime:", "ultralytics:", "TensorRT:", "pycuda:", "CUDA driver:"):
+    for needle in ("Python:", "onnx:", "onnxruntime:", "ultralytics:", "pycuda:       not installed",
+                   "CUDA driver:  no CUDA driver"):
         assert needle in out
-    if find_spec("tensorrt") is None:
-        assert "TensorRT:     not installed" in out
-        assert "[no ] build TensorRT engines" in out
-    have = {m: find_spec(m) is not None for m in ("ultralytics", "onnxsim")}
-    assert ("[yes] export (ultralytics → ONNX)" in out) == have["ultralytics"]
-    assert ("[yes] simplify (onnxsim + parity)" in out) == have["onnxsim"]
+    assert f"TensorRT:     not installed ({INSTALL_HINT})" in out
+    assert "[no ] build TensorRT engines" in out and "[no ] run TensorRT engines" in out
+    assert ("[yes] export (ultralytics → ONNX)" in out) == (find_spec("ultralytics") is not None)
+    assert ("[yes] simplify (onnxsim + parity)" in out) == (find_spec("onnxsim") is not None)
 
 
-def test_doctor_json_matches_probes():
-    result = CliRunner().invoke(cli, ["doctor", "--json"])
+def test_doctor_on_a_jetson_can_build_and_run():
+    info = doctor(JETSON)
+    assert info["tensorrt"]["installed"] and info["tensorrt"]["version"] == "10.3.0"
+    assert "weak typing" in info["tensorrt"]["typing"]
+    assert info["stages"]["build TensorRT engines"] == {"available": True, "why_not": None}
+    assert info["stages"]["run TensorRT engines (pycuda runtime)"] == {"available": True, "why_not": None}
+    text = format_doctor(info)
+    assert "GPU 0:        Orin (compute capability 8.7, 32.0 GB, integrated)" in text
+
+
+def test_doctor_json_without_pycuda_builds_but_does_not_run():
+    result = CliRunner().invoke(cli, ["doctor", "--json"], obj=GPU_NO_PYCUDA)
     info = json.loads(result.output)
-    assert info["tensorrt"]["installed"] == (find_spec("tensorrt") is not None)
-    assert info["pycuda"]["usable"] is False or find_spec("pycuda") is not None
-    assert len(info["gpus"]) == len(probe_cuda().gpus)
-    build = info["stages"]["build TensorRT engines"]
-    assert build["available"] == (info["tensorrt"]["installed"] and bool(info["gpus"]))
-    if not build["available"]:
-        assert build["why_not"]
+    assert [g["name"] for g in info["gpus"]] == ["NVIDIA H200"]
+    assert info["stages"]["build TensorRT engines"]["available"] is True
+    run = info["stages"]["run TensorRT engines (pycuda runtime)"]
+    assert run["available"] is False and run["why_not"] == "pycuda not installed"
+    assert info["tensorrt"]["typing"].startswith("strongly typed only")
 
 
 def test_typing_summary_by_major_version():

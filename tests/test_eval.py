@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from trtbuild.cli import cli
-from trtbuild.synth import CLASS_NAMES
+from trtbuild.data.synth import CLASS_NAMES
 
 from .conftest import SHAPES_VAL_IMAGES
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from trtbuild.cli import cli
 from trtbuild.config import ExportConfig
-from trtbuild.export_onnx import export
-from trtbuild.graph import get_metadata, io_specs, parse_literal
+from trtbuild.onnx.graph import get_metadata, io_specs, parse_literal
+from trtbuild.stages.export import export
 
 from .helpers import files_in
 
@@ -34,7 +34,7 @@ def run_onnx(path, batch: int, h: int, w: int) -> np.ndarray:
     ids=["640-static", "640-dynamic", "320x480-static-b2", "320x480-dynamic"],
 )
 def test_export_shapes_and_metadata(tmp_path, imgsz, batch, dynamic):
-    res = export("yolov8n.yaml", ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic), out_dir=tmp_path)
+    res = export("yolov8n.yaml", ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, out_dir=tmp_path))
     assert res.output == tmp_path / "yolov8n.onnx" and not res.skipped
     model = onnx.load(str(res.output))
     meta = get_metadata(model)
@@ -63,7 +63,7 @@ def test_export_shapes_and_metadata(tmp_path, imgsz, batch, dynamic):
 
 
 def test_dynamic_hw_makes_height_and_width_dynamic(tmp_path):
-    res = export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic_hw=True), out_dir=tmp_path)
+    res = export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic_hw=True, out_dir=tmp_path))
     (inp,), (out,) = io_specs(onnx.load(str(res.output)))
     assert inp.shape[1] == 3 and not any(isinstance(d, int) for d in (inp.shape[0], *inp.shape[2:]))
     assert out.shape[1] == 84
@@ -72,15 +72,15 @@ def test_dynamic_hw_makes_height_and_width_dynamic(tmp_path):
 
 
 def test_export_is_skipped_when_unchanged_and_redone_when_changed(tmp_path):
-    cfg = ExportConfig(imgsz=(320, 320))
-    first = export("yolov8n.yaml", cfg, out_dir=tmp_path)
-    again = export("yolov8n.yaml", cfg, out_dir=tmp_path)
+    cfg = ExportConfig(imgsz=(320, 320), out_dir=tmp_path)
+    first = export("yolov8n.yaml", cfg)
+    again = export("yolov8n.yaml", cfg)
     assert again.skipped and again.report["key"] == first.report["key"]
-    changed = export("yolov8n.yaml", ExportConfig(imgsz=(352, 352)), out_dir=tmp_path)
+    changed = export("yolov8n.yaml", ExportConfig(imgsz=(352, 352), out_dir=tmp_path))
     assert not changed.skipped and changed.report["key"] != first.report["key"]
     # a damaged output is rebuilt even though the key matches
     changed.output.write_bytes(b"garbage")
-    rebuilt = export("yolov8n.yaml", ExportConfig(imgsz=(352, 352)), out_dir=tmp_path)
+    rebuilt = export("yolov8n.yaml", ExportConfig(imgsz=(352, 352), out_dir=tmp_path))
     assert not rebuilt.skipped and onnx.load(str(rebuilt.output)).graph.node
 
 
@@ -90,7 +90,7 @@ def test_pt_checkpoint_is_exported_without_writing_beside_it(tmp_path):
     src_dir = tmp_path / "src"
     src_dir.mkdir()
     YOLO("yolov8n.yaml").save(str(src_dir / "tiny.pt"))
-    res = export(src_dir / "tiny.pt", ExportConfig(imgsz=(320, 320)), out_dir=tmp_path / "out")
+    res = export(src_dir / "tiny.pt", ExportConfig(imgsz=(320, 320), out_dir=tmp_path / "out"))
     assert res.output.name == "tiny.onnx" and res.output.is_file()
     assert files_in(src_dir) == {"tiny.pt"}  # ultralytics would have written tiny.onnx here
 

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, numpy_helper
 
 from trtbuild.errors import InputError
-from trtbuild.precision.fp16 import convert_fp16
+from trtbuild.stages.precision.fp16 import convert_fp16
 
 from .test_qdq import export_reference, observed_ranges, producers, session, synth_batch
 

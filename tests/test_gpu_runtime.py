@@ -1,11 +1,9 @@
-"""The pycuda layer (trtbuild.runtime.cuda) and the GPU letterbox (trtbuild.vision.gpu_letterbox).
+"""The pycuda layer (trtbuild.cuda: context, buffers, executor, CUDA graphs).
 
-Without pycuda: the modules import, every GPU entry point raises DependencyMissingError (exit 3) with the
-install hint, the letterbox kernel's NumPy twin matches the CPU letterbox on real photos, and
-make_letterboxer falls back to the CPU. With a GPU (``gpu`` marker): a real CUDA kernel (y = x*2+1, with an
-optional clock64 busy loop) stands in for the engine behind Executor, and the kernel letterbox is compared
-with the CPU one on the same photos. Timing assertions compare medians with generous margins; the figures
-themselves are in bench/gpu_runtime.py.
+Without pycuda: the modules import and every GPU entry point raises DependencyMissingError (exit 3) with the
+install hint. With a GPU (``gpu`` marker): a real CUDA kernel (y = x*2+1, with an optional clock64 busy loop)
+stands in for the engine behind Executor. Timing assertions compare medians with generous margins; the figures
+themselves are in bench/gpu_runtime.py. The GPU letterbox is tested in test_gpu_letterbox.py.
 """
 
 from __future__ import annotations
@@ -20,17 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trtbuild.cuda.letterbox import make_letterboxer
+from trtbuild.cuda.plan import plan_buffers
 from trtbuild.errors import DependencyMissingError, InputError
-from trtbuild.runtime.base import IOSpec
-from trtbuild.runtime.plan import plan_buffers
-from trtbuild.vision import gpu_letterbox
-from trtbuild.vision.gpu_letterbox import make_letterboxer, reference_letterbox
-from trtbuild.vision.letterbox import letterbox
-
-from .helpers import photos, skimage_photos
-
-LEVEL = 1 / 255 + 1e-6  # one uint8 level: OpenCV's fixed-point bilinear vs float math
-SHAPES = [640, (320, 480), (480, 320), (317, 641), 1280]
+from trtbuild.iospec import IOSpec
 
 AFFINE = r"""
 extern "C" __global__ void affine(const float *x, float *y, int n, float a, float b, long long spin)
@@ -46,20 +37,6 @@ extern "C" __global__ void affine(const float *x, float *y, int n, float a, floa
 """
 
 
-@pytest.fixture(scope="module")
-def images() -> dict[str, np.ndarray]:
-    try:
-        return photos()
-    except AssertionError:  # ultralytics not installed (a bare GPU host): scikit-image's photos only
-        import cv2
-
-        return {p.name: cv2.imread(str(p)) for p in skimage_photos()}
-
-
-def any_photo(images: dict[str, np.ndarray], preferred: str) -> np.ndarray:
-    return images.get(preferred, next(iter(images.values())))
-
-
 def vec_plan(n: int):
     """A model with one dynamic float32 vector in (x) and out (y)."""
     return plan_buffers([IOSpec("x", ("n",), "float32")], [IOSpec("y", ("n",), "float32")], {"x": (n,), "y": (n,)})
@@ -73,7 +50,7 @@ def expected(x: np.ndarray) -> np.ndarray:
 def test_modules_import_without_pycuda():
     code = (
         "import sys; sys.modules['pycuda'] = None\n"  # any `import pycuda...` now fails, as on a CPU-only host
-        "import trtbuild.runtime.cuda, trtbuild.vision.gpu_letterbox\n"
+        "import trtbuild.cuda.executor, trtbuild.cuda.letterbox, trtbuild.tasks.pipeline\n"
         "print('imported')"
     )
     root = Path(__file__).resolve().parents[1]
@@ -83,8 +60,9 @@ def test_modules_import_without_pycuda():
 
 
 def test_missing_pycuda_raises_dependency_error(monkeypatch):
-    from trtbuild.runtime.cuda import CudaContext, Executor, require_pycuda
-    from trtbuild.vision.gpu_letterbox import GpuLetterbox
+    from trtbuild.cuda.context import CudaContext, require_pycuda
+    from trtbuild.cuda.executor import Executor
+    from trtbuild.cuda.letterbox import GpuLetterbox
 
     monkeypatch.setitem(sys.modules, "pycuda", None)
     monkeypatch.setitem(sys.modules, "pycuda.driver", None)
@@ -104,78 +82,10 @@ def test_missing_pycuda_raises_dependency_error(monkeypatch):
     assert lb.backend == "cpu" and "pycuda" in lb.reason
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_reference_letterbox_matches_cpu_letterbox(images, shape):
-    for name, img in images.items():
-        ref, info = reference_letterbox(img, shape)
-        cpu, cpu_info = letterbox(img, shape)
-        assert info == cpu_info, name
-        assert ref.shape == cpu.shape and ref.dtype == np.float32
-        diff = np.abs(ref - cpu)
-        assert diff.max() <= LEVEL, (name, diff.max() * 255)
-        assert (diff == 0).mean() > 0.8, name  # off by one level only where OpenCV's fixed point rounds the other way
-
-
-def test_reference_letterbox_odd_sizes():
-    rng = np.random.default_rng(0)
-    for h, w, shape in [(333, 517, 640), (7, 13, (320, 480)), (1, 1, 64), (1, 300, 96), (2000, 3, (256, 128))]:
-        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        ref, info = reference_letterbox(img, shape)
-        cpu, cpu_info = letterbox(img, shape)
-        assert info == cpu_info
-        assert np.abs(ref - cpu).max() <= LEVEL, (h, w, shape)
-
-
-def test_reference_tolerance_catches_wrong_sampling(images, monkeypatch):
-    """The 1/255 bound is tight enough to reject corner-aligned sampling (no half-pixel centres)."""
-
-    def corner_aligned(n_out, n_src, scale):
-        f = np.arange(n_out, dtype=np.float32) * np.float32((n_src - 1) / max(n_out - 1, 1))
-        s = np.minimum(np.floor(f).astype(np.int64), n_src - 1)
-        return s, np.minimum(s + 1, n_src - 1), (f - s).astype(np.float32)
-
-    monkeypatch.setattr(gpu_letterbox, "_taps", corner_aligned)
-    img = any_photo(images, "bus.jpg")
-    wrong, _ = reference_letterbox(img, 640)
-    assert np.abs(wrong - letterbox(img, 640)[0]).max() > 3 * LEVEL
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_cpu_letterboxer_writes_the_batch_slot(images, dtype):
-    lb = make_letterboxer((320, 480), prefer_gpu=False, dtype=dtype)
-    assert lb.backend == "cpu" and lb.reason is None
-    dst = np.full((3, 3, 320, 480), -1, dtype)
-    img = any_photo(images, "zidane.jpg")
-    info = lb(img, dst, batch_index=1)
-    cpu, cpu_info = letterbox(img, (320, 480))
-    assert info == cpu_info
-    np.testing.assert_array_equal(dst[1], cpu.astype(dtype))
-    assert (dst[0] == -1).all() and (dst[2] == -1).all()
-
-
-def test_make_letterboxer_falls_back_without_gpu():
-    from trtbuild.runtime.cuda import require_pycuda
-
-    try:
-        require_pycuda()
-    except DependencyMissingError as exc:
-        lb = make_letterboxer(640)
-        assert lb.backend == "cpu" and lb.reason == str(exc)
-    else:
-        pytest.skip("pycuda and a GPU are available here: the GPU letterboxer is tested below")
-
-
 # ---------------------------------------------------------------- GPU
 @pytest.fixture(scope="module")
-def ctx():
-    from trtbuild.runtime.cuda import default_context
-
-    return default_context()
-
-
-@pytest.fixture(scope="module")
 def affine(ctx):
-    from trtbuild.runtime.cuda import compile_module
+    from trtbuild.cuda.kernels import compile_module
 
     return compile_module(AFFINE, ctx, name="the test kernel").get_function("affine").prepare("PPiffq")
 
@@ -205,8 +115,9 @@ def median_call_s(fn, calls: int) -> float:
 
 @pytest.mark.gpu
 def test_cuda_context_properties_and_close(ctx, affine):
+    from trtbuild.cuda.context import CudaContext, require_pycuda
+    from trtbuild.cuda.executor import Executor
     from trtbuild.errors import TrtbuildError
-    from trtbuild.runtime.cuda import CudaContext, Executor, require_pycuda
 
     cuda = require_pycuda()
     c = CudaContext(0)
@@ -229,7 +140,7 @@ def test_cuda_context_properties_and_close(ctx, affine):
 
 @pytest.mark.gpu
 def test_executor_runs_a_real_kernel(affine):
-    from trtbuild.runtime.cuda import Executor
+    from trtbuild.cuda.executor import Executor
 
     x = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
     with Executor(vec_plan(x.size), make_enqueue(affine)) as ex:
@@ -250,7 +161,7 @@ def test_executor_runs_a_real_kernel(affine):
 
 @pytest.mark.gpu
 def test_stage_events_positive_and_ordered(affine):
-    from trtbuild.runtime.cuda import Executor
+    from trtbuild.cuda.executor import Executor
 
     x = np.ones(16 << 20, np.float32)  # 64 MiB each way
     with Executor(vec_plan(x.size), make_enqueue(affine, spin={"cycles": 20_000})) as ex:
@@ -268,7 +179,7 @@ def test_stage_events_positive_and_ordered(affine):
 
 @pytest.mark.gpu
 def test_dynamic_shapes_grow_and_shrink_reuse(affine):
-    from trtbuild.runtime.cuda import Executor
+    from trtbuild.cuda.executor import Executor
 
     rng = np.random.default_rng(1)
     with Executor(vec_plan(1000), make_enqueue(affine)) as ex:
@@ -288,7 +199,8 @@ def test_dynamic_shapes_grow_and_shrink_reuse(affine):
 
 @pytest.mark.gpu
 def test_pinned_copies_beat_pageable(ctx, affine):
-    from trtbuild.runtime.cuda import Executor, require_pycuda
+    from trtbuild.cuda.context import require_pycuda
+    from trtbuild.cuda.executor import Executor
 
     cuda = require_pycuda()
     nbytes = 64 << 20
@@ -310,7 +222,7 @@ def test_pinned_copies_beat_pageable(ctx, affine):
 
 @pytest.mark.gpu
 def test_pipelined_streams_overlap_copies_and_compute(affine):
-    from trtbuild.runtime.cuda import Executor
+    from trtbuild.cuda.executor import Executor
 
     rng = np.random.default_rng(2)
     n, k = 2 << 20, 12  # 8 MiB each way per batch
@@ -347,7 +259,7 @@ def test_pipelined_streams_overlap_copies_and_compute(affine):
 
 @pytest.mark.gpu
 def test_graph_replay_same_outputs_less_host_time(affine):
-    from trtbuild.runtime.cuda import Executor
+    from trtbuild.cuda.executor import Executor
 
     x = np.random.default_rng(3).standard_normal(4096).astype(np.float32)
     with Executor(vec_plan(x.size), make_enqueue(affine, launches=8), timing=False) as ex:
@@ -368,7 +280,7 @@ def test_graph_replay_same_outputs_less_host_time(affine):
 
 @pytest.mark.gpu
 def test_graph_timing_reports_the_replay(affine):
-    from trtbuild.runtime.cuda import Executor
+    from trtbuild.cuda.executor import Executor
 
     x = np.ones(1 << 20, np.float32)
     with Executor(vec_plan(x.size), make_enqueue(affine), use_graph=True) as ex:
@@ -379,7 +291,7 @@ def test_graph_timing_reports_the_replay(affine):
 
 @pytest.mark.gpu
 def test_mapped_buffers_need_no_copies(affine):
-    from trtbuild.runtime.cuda import Executor
+    from trtbuild.cuda.executor import Executor
 
     x = np.random.default_rng(4).standard_normal(10_000).astype(np.float32)
     with Executor(vec_plan(x.size), make_enqueue(affine), mapped=True) as ex:
@@ -390,7 +302,9 @@ def test_mapped_buffers_need_no_copies(affine):
 
 @pytest.mark.gpu
 def test_executor_in_its_own_thread(affine):
-    from trtbuild.runtime.cuda import Executor, compile_module, default_context
+    from trtbuild.cuda.context import default_context
+    from trtbuild.cuda.executor import Executor
+    from trtbuild.cuda.kernels import compile_module
 
     x = np.arange(1000, dtype=np.float32)
     result = {}
@@ -408,67 +322,3 @@ def test_executor_in_its_own_thread(affine):
     t.join(60)
     assert "error" not in result, result.get("error")
     np.testing.assert_array_equal(result["y"], expected(x))
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_gpu_letterbox_matches_cpu_letterbox(ctx, images, dtype):
-    from trtbuild.runtime.cuda import require_pycuda
-    from trtbuild.vision.gpu_letterbox import GpuLetterbox
-
-    cuda = require_pycuda()
-    slack = LEVEL if dtype == "float32" else LEVEL + 2.0**-11  # float16 rounding near 1.0
-    for hw in [(640, 640), (320, 480), (317, 641)]:
-        lb = GpuLetterbox(hw, dtype)
-        host = np.empty((3, 3, *hw), dtype)
-        with ctx:
-            dst = cuda.mem_alloc(host.nbytes)
-            stream = cuda.Stream()
-            for i, (name, img) in enumerate(images.items()):
-                cuda.memset_d8(dst, 0xAB, host.nbytes)
-                info = lb(img, int(dst), batch_index=1, stream=stream if i % 2 else None)
-                lb.wait()
-                cuda.memcpy_dtoh(host, dst)
-                cpu, cpu_info = letterbox(img, hw)
-                ref, _ = reference_letterbox(img, hw)
-                assert info == cpu_info, name
-                raw = host.view(np.uint8).reshape(3, -1)
-                assert (raw[0] == 0xAB).all() and (raw[2] == 0xAB).all(), f"{name}: wrote outside slot 1"
-                got = host[1].astype(np.float32)
-                assert np.abs(got - cpu).max() <= slack, (name, hw, np.abs(got - cpu).max() * 255)
-                assert (host[1] == ref.astype(dtype)).mean() > 0.999, (name, hw)  # the same float math
-            dst.free()
-        lb.close()
-
-
-@pytest.mark.gpu
-def test_gpu_letterbox_from_a_pitched_device_frame(ctx, images):
-    from trtbuild.runtime.cuda import require_pycuda
-    from trtbuild.vision.gpu_letterbox import GpuLetterbox
-
-    cuda = require_pycuda()
-    img = any_photo(images, "zidane.jpg")
-    h, w = img.shape[:2]
-    pitch = w * 3 + 128
-    padded = np.zeros((h, pitch), np.uint8)
-    padded[:, : w * 3] = img.reshape(h, -1)
-    padded[:, w * 3 :] = 255  # garbage past each row that must not be read
-    with GpuLetterbox(640) as lb, ctx:
-        src, dst = cuda.mem_alloc(padded.nbytes), cuda.mem_alloc(2 * lb.item_bytes)
-        cuda.memcpy_htod(src, padded)
-        info = lb.launch(int(src), (h, w), pitch, int(dst), batch_index=1)
-        lb.wait()
-        host = np.empty((2, 3, 640, 640), np.float32)
-        cuda.memcpy_dtoh(host, dst)
-        src.free()
-        dst.free()
-    cpu, cpu_info = letterbox(img, 640)
-    assert info == cpu_info
-    assert np.abs(host[1] - cpu).max() <= LEVEL
-
-
-@pytest.mark.gpu
-def test_make_letterboxer_picks_the_gpu():
-    lb = make_letterboxer(640)
-    assert lb.backend == "gpu", getattr(lb, "reason", None)
-    lb.close()

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from trtbuild.cli import cli
-from trtbuild.synth import CLASS_NAMES, render_image
+from trtbuild.data.synth import CLASS_NAMES, render_image
 
 from .helpers import skimage_photos, ultralytics_photos
 

@@ -264,7 +264,7 @@ def test_cli_missing_file_exit_2(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 def test_cli_engine_without_layers_json_needs_tensorrt(tmp_path):
-    from trtbuild.trt.compat import INSTALL_HINT
+    from trtbuild.errors import INSTALL_HINT
 
     engine = tmp_path / "m.fp16.engine"
     engine.write_bytes(b"not a real engine")

@@ -1,11 +1,11 @@
-"""trtbuild.metrics against ultralytics' own validator functions on random scenes, plus hand-computed cases."""
+"""trtbuild.data.metrics against ultralytics' own validator functions on random scenes, plus hand-computed cases."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from trtbuild.metrics import IOU_THRESHOLDS, DetectionMetrics, ap_per_class, box_iou, match_predictions
+from trtbuild.data.metrics import IOU_THRESHOLDS, DetectionMetrics, ap_per_class, box_iou, match_predictions
 
 torch = pytest.importorskip("torch")
 umetrics = pytest.importorskip("ultralytics.utils.metrics")

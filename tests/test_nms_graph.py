@@ -16,9 +16,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from trtbuild.config import NmsConfig
 from trtbuild.errors import InputError, UnsupportedModelError
-from trtbuild.nms_graph import EFFICIENT_NMS, MAX_TOPK, PLUGIN_DOMAIN, append_nms, nms_stage
 from trtbuild.runtime.onnx import OnnxRunner
+from trtbuild.stages.nms import EFFICIENT_NMS, MAX_TOPK, PLUGIN_DOMAIN, append_nms, nms_stage
 from trtbuild.vision.decode import postprocess, postprocess_end2end
 from trtbuild.vision.letterbox import letterbox_batch
 
@@ -51,10 +52,10 @@ def calibrated(calibrated_onnx, images):
 def dynamic_onnx(tmp_path_factory):
     """The trained reference model exported at 320×320 with a dynamic batch axis (real detections on photos)."""
     from trtbuild.config import ExportConfig
-    from trtbuild.export_onnx import export
+    from trtbuild.stages.export import export
 
     out = tmp_path_factory.mktemp("nms-dynamic")
-    return export(SHAPES_MODEL, ExportConfig(imgsz=(320, 320), dynamic=True), out_dir=out, name="dyn").output
+    return export(SHAPES_MODEL, ExportConfig(imgsz=(320, 320), dynamic=True, out_dir=out, name="dyn")).output
 
 
 def run_each(model, batches) -> list[np.ndarray]:
@@ -153,7 +154,7 @@ def test_batches_on_dynamic_model(dynamic_onnx, images):
 
 def test_fp16_typed_model(dynamic_onnx, images):
     """float16 graph input and output: the output is cast to float32 before NMS, the detections stay float32."""
-    from trtbuild.precision.fp16 import convert_fp16
+    from trtbuild.stages.precision.fp16 import convert_fp16
 
     fp16, _ = convert_fp16(onnx.load(str(dynamic_onnx)), keep_io_types=False)
     assert fp16.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT16
@@ -170,7 +171,7 @@ def test_fp16_typed_model(dynamic_onnx, images):
 
 
 def test_predictor_treats_nms_model_as_end2end(calibrated, images):
-    from trtbuild.predictor import Predictor
+    from trtbuild.tasks.predictor import Predictor
 
     model = calibrated[0]
     nms_model = append_nms(model)
@@ -274,17 +275,17 @@ def test_nms_stage_caches_and_rebuilds(dynamic_onnx, tmp_path):
     mtime = first.output.stat().st_mtime_ns
     second = nms_stage(src)
     assert second.skipped and second.output.stat().st_mtime_ns == mtime
-    assert nms_stage(src, force=True).skipped is False
-    assert not nms_stage(src, conf=0.5).skipped  # other options: other key
+    assert nms_stage(src, NmsConfig(force=True)).skipped is False
+    assert not nms_stage(src, NmsConfig(conf=0.5)).skipped  # other options: other key
     assert json.loads(first.report_path.read_text())["conf"] == 0.5
     first.output.write_bytes(b"tampered")  # a damaged output is rebuilt
-    assert not nms_stage(src, conf=0.5).skipped
-    eff = nms_stage(src, "efficient", max_det=50)
+    assert not nms_stage(src, NmsConfig(conf=0.5)).skipped
+    eff = nms_stage(src, NmsConfig(variant="efficient", max_det=50))
     assert eff.output == tmp_path / "dyn.sim.nms-efficient.onnx" and not eff.skipped
-    assert nms_stage(src, "efficient", max_det=50).skipped
+    assert nms_stage(src, NmsConfig(variant="efficient", max_det=50)).skipped
     loaded = onnx.load(str(eff.output))
     assert any(n.op_type == EFFICIENT_NMS for n in loaded.graph.node)
-    custom = nms_stage(src, out=tmp_path / "out" / "e2e.onnx")
+    custom = nms_stage(src, NmsConfig(out=tmp_path / "out" / "e2e.onnx"))
     assert custom.output.is_file() and custom.report_path == tmp_path / "out" / "e2e.json"
     assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.onnx"))
 
@@ -318,7 +319,7 @@ def test_nms_stage_bad_inputs(dynamic_onnx, tmp_path):
     for kwargs in ({"variant": "batched"}, {"conf": 1.5}, {"iou": -0.1}, {"max_det": 0},
                    {"max_det": MAX_TOPK + 1}):
         with pytest.raises(InputError):
-            nms_stage(src, **kwargs)
+            nms_stage(src, NmsConfig(**kwargs))
 
 
 def test_export_nms_option_writes_the_end_to_end_model(tmp_path):

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 
+from trtbuild.cuda.plan import ALIGN, BufferPlan, BufferPool, TensorPlan, check_profile, plan_buffers
 from trtbuild.errors import InputError
-from trtbuild.runtime.base import IOSpec
-from trtbuild.runtime.plan import ALIGN, BufferPlan, BufferPool, TensorPlan, check_profile, plan_buffers
+from trtbuild.iospec import IOSpec
 
 IMAGES_DYN_B = IOSpec("images", (None, 3, 640, 640), "float32")
 OUT_DYN_B = IOSpec("output0", ("batch", 84, 8400), "float32")

@@ -13,12 +13,12 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from trtbuild.config import ExportConfig
+from trtbuild.config import ExportConfig, SimplifyConfig
+from trtbuild.data.synth import render_image
 from trtbuild.errors import InputError
-from trtbuild.export_onnx import export
-from trtbuild.precision.qdq import quantize_qdq, sensitivity_candidates
-from trtbuild.simplify_onnx import simplify
-from trtbuild.synth import render_image
+from trtbuild.stages.export import export
+from trtbuild.stages.precision.qdq import quantize_qdq, sensitivity_candidates
+from trtbuild.stages.simplify import simplify
 from trtbuild.vision.letterbox import letterbox_batch
 
 from .helpers import skimage_photos, ultralytics_photos
@@ -31,12 +31,12 @@ IMGSZ = 320
 
 
 def simplified(path: Path) -> onnx.ModelProto:
-    return onnx.load(str(simplify(path, out=path.with_name(path.stem + ".sim.onnx")).output))
+    return onnx.load(str(simplify(path, SimplifyConfig(out=path.with_name(path.stem + ".sim.onnx"))).output))
 
 
 def export_reference(tmp_path_factory) -> onnx.ModelProto:
     out = tmp_path_factory.mktemp("reference")
-    return simplified(export(str(REFERENCE_PT), ExportConfig(imgsz=(IMGSZ, IMGSZ)), out_dir=out).output)
+    return simplified(export(str(REFERENCE_PT), ExportConfig(imgsz=(IMGSZ, IMGSZ), out_dir=out)).output)
 
 
 def photos_batch() -> np.ndarray:

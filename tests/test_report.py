@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from trtbuild.artifacts import read_json
-from trtbuild.evaluate import evaluate
-from trtbuild.precision.budget import fit_budget
-from trtbuild.precision.report import default_variants, format_report, precision_report
-from trtbuild.precision.stages import fp16_stage, int8_stage
+from trtbuild.config import BudgetConfig, FP16Config, ReportConfig
+from trtbuild.stages.precision.fp16 import fp16
+from trtbuild.stages.precision.int8 import int8
+from trtbuild.tasks.budget import fit_budget
+from trtbuild.tasks.evaluate import evaluate
+from trtbuild.tasks.report import default_variants, format_report, precision_report
 
 from .test_budget import IMGSZ, budget_workspace  # noqa: F401  (the session fixture, shared with test_budget)
 
@@ -23,24 +25,27 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def report(budget_workspace, tmp_path_factory):  # noqa: F811
     ws = budget_workspace
     sim = Path(ws["sim"])
-    fit_budget(sim, ws["ranges"], ws["data"], max_map_drop=100.0, images=ws["images"][:4])  # FP32 + INT8 figures
+    # FP32 + INT8 figures
+    fit_budget(sim, ws["ranges"], BudgetConfig(data=ws["data"], max_map_drop=100.0, images=ws["images"][:4]))
     variants = {
         "FP32": sim,
-        "FP16": fp16_stage(sim, ws["images"], (IMGSZ, IMGSZ)).output,
-        "INT8": int8_stage(sim, ws["ranges"]).output,
+        "FP16": fp16(sim, FP16Config(images=tuple(ws["images"]), imgsz=(IMGSZ, IMGSZ))).output,
+        "INT8": int8(sim, ws["ranges"]).output,
     }
     prefix = tmp_path_factory.mktemp("report") / "shapes"
     images = ws["images"][:3]
+    cfg = ReportConfig(data=ws["data"], variants=variants, compare_images=tuple(images), out_prefix=prefix)
     t0 = time.perf_counter()
-    rep = precision_report(sim, ws["data"], variants=variants, compare_images=images, out_prefix=prefix)
-    return {"rep": rep, "prefix": prefix, "variants": variants, "images": images, "ws": ws,
-            "seconds": time.perf_counter() - t0}
+    res = precision_report(sim, cfg)
+    return {"res": res, "rep": res.report, "cfg": cfg, "prefix": prefix, "variants": variants, "images": images,
+            "ws": ws, "seconds": time.perf_counter() - t0}
 
 
 def test_files_exist_md_has_fp16_note_png_is_valid(report):
     prefix = report["prefix"]
     js, md, png = (prefix.with_name(f"shapes.precision.{e}") for e in ("json", "md", "png"))
     assert js.is_file() and md.is_file() and png.is_file()
+    assert report["res"].output == md and report["res"].report_path == js and not report["res"].skipped
     text = md.read_text()
     assert "computes FP16 ops in FP32" in text and "not a check of FP16 numerics" in text
     for label in ("FP32", "FP16", "INT8"):
@@ -55,7 +60,7 @@ def test_files_exist_md_has_fp16_note_png_is_valid(report):
     assert h >= 300 and w >= 600
     saved = read_json(js)
     assert [v["label"] for v in saved["variants"]] == ["FP32", "FP16", "INT8"]
-    assert "FP16" in format_report(report["rep"])
+    assert "FP16" in format_report(report["rep"], skipped=False)
 
 
 def test_figures_match_an_independent_evaluation(report):
@@ -82,9 +87,10 @@ def test_fp32_against_itself_has_zero_error_and_counts_are_right(report):
 
 
 def test_second_run_is_a_no_op_and_defaults_find_the_variants(report):
-    again = precision_report(report["ws"]["sim"], report["ws"]["data"], variants=report["variants"],
-                             compare_images=report["images"], out_prefix=report["prefix"])
-    assert again["skipped"] and again["variants"] == report["rep"]["variants"]
+    again = precision_report(report["ws"]["sim"], report["cfg"])
+    assert again.skipped and again.report["variants"] == report["rep"]["variants"]
+    assert again.output == report["res"].output
+    assert "up to date" in format_report(again.report, skipped=again.skipped)
     found = default_variants(report["ws"]["sim"])
     assert list(found)[:3] == ["FP32", "FP16", "INT8"]
 
@@ -92,12 +98,11 @@ def test_second_run_is_a_no_op_and_defaults_find_the_variants(report):
 def test_cli_writes_the_report_beside_the_model(report):
     from click.testing import CliRunner
 
-    from trtbuild.precision.budget import budget_command
-    from trtbuild.precision.report import report_command
+    from trtbuild.cli.precision import budget_cmd, report_cmd
 
     ws = report["ws"]
-    res = CliRunner().invoke(report_command, [str(ws["sim"]), "--data", str(ws["data"]), "--limit", "6",
-                                              "--num-compare", "2"])
+    res = CliRunner().invoke(report_cmd, [str(ws["sim"]), "--data", str(ws["data"]), "--limit", "6",
+                                          "--num-compare", "2"])
     assert res.exit_code == 0, res.output
     assert "FP32" in res.output and Path(ws["sim"]).with_name("shapes-yolov8n.precision.png").is_file()
-    assert "--max-map-drop" in CliRunner().invoke(budget_command, ["--help"]).output
+    assert "--max-map-drop" in CliRunner().invoke(budget_cmd, ["--help"]).output

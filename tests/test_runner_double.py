@@ -1,10 +1,11 @@
-"""trtbuild's TensorRT runner (runtime/engine.py on runtime/cuda.py) RUN on the CPU through the TensorRT and pycuda
+"""trtbuild's TensorRT runner (runtime/engine.py on cuda/) RUN on the CPU through the TensorRT and pycuda
 doubles, both checked name by name against the real APIs (tests/trt_api/, tests/pycuda_api/).
 
 The pycuda double's "device" memory is host memory, and the TensorRT double's ``execute_async_v3`` runs the engine's
 ONNX in ONNX Runtime on the bytes at the bound addresses, so a runner's outputs equal ONNX Runtime's on the source
 ONNX exactly when the runner's plumbing is right: buffer planning and reuse, device pointers bound per tensor,
 H2D/D2H copies, input shapes set on the execution context, output shapes read back. Nothing here measures a GPU.
+The host (TensorRT version, GPU) is a ``trtbuild.trt.host.Host`` value handed to ``build`` and ``open_runner``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import trtbuild.cuda_probe
-from trtbuild.cuda_probe import GPU, CudaProbe
+from trtbuild.config import BuildConfig
+from trtbuild.cuda.probe import GPU, CudaProbe
 from trtbuild.errors import DependencyMissingError, InputError
-from trtbuild.runtime.base import open_runner
 from trtbuild.runtime.onnx import OnnxRunner
-from trtbuild.trt.buildspec import BuildOptions
+from trtbuild.runtime.open import open_runner
 from trtbuild.trt.builder import build
+from trtbuild.trt.compat import tensorrt_info
+from trtbuild.trt.host import Host
 
 from .doubles import pycuda as pycuda_double
 from .doubles.pycuda_api import API, LIST
@@ -47,29 +49,29 @@ def batch() -> np.ndarray:
 @pytest.fixture(scope="module")
 def dynamic_onnx(tmp_path_factory) -> Path:
     from trtbuild.config import ExportConfig
-    from trtbuild.export_onnx import export
+    from trtbuild.stages.export import export
 
-    return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic=True),
-                  out_dir=tmp_path_factory.mktemp("dyn")).output
+    return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic=True,
+                                               out_dir=tmp_path_factory.mktemp("dyn"))).output
 
 
 @pytest.fixture
 def gpu_host(monkeypatch):
-    """This process as a CUDA host: TensorRT ``version`` (double), pycuda (double), one H100; returns (trt, driver)."""
+    """This process as a CUDA host: TensorRT ``version`` (double, in sys.modules: the code imports it), pycuda
+    (double), one H100; returns (trt, driver, Host), the Host for ``build`` / ``open_runner``."""
     def install(version: str = "10.13.3.9", integrated: bool = False):
         trt = make_tensorrt(version)
         trt._double.host_pointers = True  # the pycuda double's device pointers are host memory
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
         gpu = GPU(0, H100.name, H100.compute_capability, H100.total_memory, integrated)
-        monkeypatch.setattr(trtbuild.cuda_probe, "probe_cuda", lambda: CudaProbe("12.8", [gpu]))
         driver = pycuda_double.install(monkeypatch)
         monkeypatch.setitem(driver._DEVICE, "integrated", int(integrated))
-        return trt, driver
+        return trt, driver, Host(tensorrt_info(), CudaProbe("12.8", [gpu]))
     return install
 
 
-def engine_for(onnx: Path, out: Path, **options) -> Path:
-    return Path(build(onnx, BuildOptions(**options), out, progress=False)["path"])
+def engine_for(onnx: Path, out: Path, host: Host, **options) -> Path:
+    return build(onnx, BuildConfig(**options, out_dir=out), host=host, progress=False).output
 
 
 # ------------------------------------------------------------------------------------------------ pycuda double
@@ -124,7 +126,7 @@ def test_int8_calibrate_mode_calibrates_live_then_reuses_tensorrts_table(exporte
     from .doubles.trt import describe_engine
     from .helpers import skimage_photos, ultralytics_photos
 
-    _, driver = gpu_host("10.3.0")
+    _, driver, h = gpu_host("10.3.0")
     src = tmp_path / "yolov8n.onnx"
     src.write_bytes(exported_yolov8n.read_bytes())
     (tmp_path / "calib_data").mkdir()  # --int8-mode calibrate reads ./calib_data
@@ -133,15 +135,15 @@ def test_int8_calibrate_mode_calibrates_live_then_reuses_tensorrts_table(exporte
         (tmp_path / "calib_data" / p.name).write_bytes(p.read_bytes())
     monkeypatch.chdir(tmp_path)
     with pytest.warns(UserWarning, match="calibration image"):
-        engine = engine_for(src, tmp_path / "engines", precision="int8", int8_mode="calibrate")
+        engine = engine_for(src, tmp_path / "engines", h, precision="int8", int8_mode="calibrate")
     calibration = describe_engine(engine.read_bytes())["calibration"]
     assert calibration == {"source": "calibrated", "header": "TRT-100300-EntropyCalibration2",
                            "batches": len(images), "batch_size": 1}
     table = tmp_path / "yolov8n.trt-calib.cache"
     assert table.read_text().splitlines()[0] == "TRT-100300-EntropyCalibration2"
     assert not driver._LIVE and not driver._stack()  # device buffer freed, context popped
-    engine = Path(build(src, BuildOptions(precision="int8", int8_mode="calibrate"), tmp_path / "engines", force=True,
-                        progress=False)["path"])
+    engine = build(src, BuildConfig(precision="int8", int8_mode="calibrate", out_dir=tmp_path / "engines", force=True),
+                   host=h, progress=False).output
     assert describe_engine(engine.read_bytes())["calibration"]["source"] == "cache"  # TensorRT's own table, reused
 
 
@@ -149,10 +151,11 @@ def test_int8_calibrate_mode_calibrates_live_then_reuses_tensorrts_table(exporte
 @pytest.mark.parametrize("version, precision", [("10.3.0", "fp16"), ("11.4.0.106", "int8")])
 def test_runner_output_equals_onnx_runtime_on_the_source(exported_yolov8n, gpu_host, tmp_path, batch, version,
                                                          precision):
-    from trtbuild.precision.calibrate import calibrate
-    from trtbuild.precision.stages import int8_stage, qdq_tensors
+    from trtbuild.config import CalibrateConfig
+    from trtbuild.stages.precision.calibrate import calibrate
+    from trtbuild.stages.precision.int8 import int8, qdq_tensors
 
-    trt, driver = gpu_host(version)
+    trt, driver, h = gpu_host(version)
     if precision == "int8":
         src = tmp_path / "yolov8n.onnx"
         src.write_bytes(exported_yolov8n.read_bytes())
@@ -161,11 +164,13 @@ def test_runner_output_equals_onnx_runtime_on_the_source(exported_yolov8n, gpu_h
         from .helpers import ultralytics_photos
         for p in ultralytics_photos():
             (calib / p.name).write_bytes(p.read_bytes())
-        int8_stage(src, calibrate(src, calib, num=2, batch=1, method="minmax", tensors=qdq_tensors(src)).output)
+        ranges = calibrate(src, CalibrateConfig(images=calib, num=2, batch=1, method="minmax",
+                                                tensors=tuple(qdq_tensors(src)))).output
+        int8(src, ranges)
     else:
         src = exported_yolov8n
-    engine = engine_for(src, tmp_path / "engines", precision=precision)
-    runner = open_runner(engine)
+    engine = engine_for(src, tmp_path / "engines", h, precision=precision)
+    runner = open_runner(engine, host=h)
     source = engine.parent / runner.sidecar["source_onnx"]
     assert runner.backend_name == f"TensorRT {version} ({H100.name})"
     assert [(s.name, s.shape, s.dtype) for s in runner.input_specs] == [("images", (1, 3, 320, 320), "float32")]
@@ -183,9 +188,9 @@ def test_runner_output_equals_onnx_runtime_on_the_source(exported_yolov8n, gpu_h
 
 
 def test_profile_refusal_and_missing_pycuda(dynamic_onnx, gpu_host, tmp_path, monkeypatch):
-    gpu_host("11.4.0.106")
-    engine = engine_for(dynamic_onnx, tmp_path, precision="fp32", max_batch=4)
-    runner = open_runner(engine)
+    _, _, h = gpu_host("11.4.0.106")
+    engine = engine_for(dynamic_onnx, tmp_path, h, precision="fp32", max_batch=4)
+    runner = open_runner(engine, host=h)
     assert runner.profiles == {"images": ((1, 3, 320, 320), (4, 3, 320, 320), (4, 3, 320, 320))}
     with pytest.raises(InputError, match=re.escape("input 'images': shape (5, 3, 320, 320) is outside the engine's "
                                                    "profile (min (1, 3, 320, 320), max (4, 3, 320, 320))")):
@@ -195,12 +200,12 @@ def test_profile_refusal_and_missing_pycuda(dynamic_onnx, gpu_host, tmp_path, mo
     monkeypatch.delitem(sys.modules, "pycuda.driver")
     assert importlib.util.find_spec("pycuda") is None
     with pytest.raises(DependencyMissingError, match="pycuda is not installed"):
-        open_runner(engine)
+        open_runner(engine, host=h)
 
 
 def test_mapped_memory_on_an_integrated_gpu(exported_yolov8n, gpu_host, tmp_path, batch):
-    _, driver = gpu_host("10.3.0", integrated=True)
-    runner = open_runner(engine_for(exported_yolov8n, tmp_path, precision="fp32"))
+    _, driver, h = gpu_host("10.3.0", integrated=True)
+    runner = open_runner(engine_for(exported_yolov8n, tmp_path, h, precision="fp32"), host=h)
     assert runner.mapped and runner.backend_name.endswith(", mapped)")
     out = runner.infer(batch[:1])
     assert np.array_equal(out[0], OnnxRunner(exported_yolov8n).infer(batch[:1])[0])
@@ -209,8 +214,8 @@ def test_mapped_memory_on_an_integrated_gpu(exported_yolov8n, gpu_host, tmp_path
 
 
 def test_dynamic_batch_shrinks_and_grows(dynamic_onnx, gpu_host, tmp_path, batch):
-    gpu_host("10.13.3.9")
-    runner = open_runner(engine_for(dynamic_onnx, tmp_path, precision="fp32", max_batch=4))
+    _, _, h = gpu_host("10.13.3.9")
+    runner = open_runner(engine_for(dynamic_onnx, tmp_path, h, precision="fp32", max_batch=4), host=h)
     ref = OnnxRunner(dynamic_onnx)
     for n in (2, 1, 4, 3):  # shrink, then grow to the profile's max, then shrink again
         out = runner.infer(batch[:n])
@@ -219,8 +224,8 @@ def test_dynamic_batch_shrinks_and_grows(dynamic_onnx, gpu_host, tmp_path, batch
 
 
 def test_two_streams_pipeline_in_order(dynamic_onnx, gpu_host, tmp_path, batch):
-    gpu_host("10.13.3.9")
-    runner = open_runner(engine_for(dynamic_onnx, tmp_path, precision="fp32", max_batch=4), streams=2)
+    _, _, h = gpu_host("10.13.3.9")
+    runner = open_runner(engine_for(dynamic_onnx, tmp_path, h, precision="fp32", max_batch=4), host=h, streams=2)
     batches = [batch[i:i + 2] for i in (0, 2, 1)]
     outs = list(runner.infer_many(batches))
     ref = OnnxRunner(dynamic_onnx)
@@ -232,9 +237,9 @@ def test_infer_frames_letterboxes_into_the_input_buffer(exported_yolov8n, gpu_ho
     """Raw frames in: the letterbox writes into the engine's (pinned) input buffer; same result as infer()."""
     from trtbuild.vision.letterbox import letterbox_batch
 
-    gpu_host("11.4.0.106")
+    _, _, h = gpu_host("11.4.0.106")
     frames = list(photos().values())[:2]
-    with open_runner(engine_for(exported_yolov8n, tmp_path, precision="fp32")) as runner:
+    with open_runner(engine_for(exported_yolov8n, tmp_path, h, precision="fp32"), host=h) as runner:
         outs, infos = runner.infer_frames(frames[:1])
         # the pycuda double compiles no kernel: the CPU letterbox fallback fills the pinned buffer
         assert runner._letterbox.backend == "cpu"
@@ -246,12 +251,12 @@ def test_infer_frames_letterboxes_into_the_input_buffer(exported_yolov8n, gpu_ho
 
 def test_predictor_on_an_engine_gives_the_onnx_detections(calibrated_onnx, gpu_host, tmp_path):
     """infer/eval's Predictor takes the engine's infer_frames path and finds what ONNX Runtime finds."""
-    from trtbuild.predictor import Predictor
+    from trtbuild.tasks.predictor import Predictor
 
-    gpu_host("10.3.0")
+    _, _, h = gpu_host("10.3.0")
     frames = list(photos().values())
     ref = Predictor(OnnxRunner(calibrated_onnx)).predict(frames)
-    with open_runner(engine_for(calibrated_onnx, tmp_path, precision="fp32")) as runner:
+    with open_runner(engine_for(calibrated_onnx, tmp_path, h, precision="fp32"), host=h) as runner:
         pred = Predictor(runner)
         got = pred.predict(frames)
         assert runner._letterbox is not None  # the infer_frames path ran

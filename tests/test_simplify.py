@@ -12,7 +12,7 @@ from onnx import numpy_helper
 import trtbuild
 from trtbuild.cli import cli
 from trtbuild.config import SimplifyConfig
-from trtbuild.simplify_onnx import parity, simplify
+from trtbuild.stages.simplify import parity, simplify
 
 from .helpers import files_in
 

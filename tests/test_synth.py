@@ -10,8 +10,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from trtbuild.cli.data import synth_cmd as synth_command
+from trtbuild.data.synth import CLASS_NAMES, generate_dataset, render_image
 from trtbuild.errors import InputError
-from trtbuild.synth import CLASS_NAMES, generate_dataset, render_image, synth_command
 
 
 def _read_labels(path):

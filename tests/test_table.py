@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trtbuild.errors import InputError
-from trtbuild.precision.table import (
+from trtbuild.stages.precision.table import (
     DEFAULT_HEADER,
     amax,
     format_table,
@@ -66,7 +66,7 @@ def test_header_line():
     assert table_header("10.13.2", "MinMaxCalibration") == "TRT-101302-MinMaxCalibration"
     assert table_header("8.6.1") == "TRT-8601-EntropyCalibration2"
     assert format_table({"images": 1 / 127}).splitlines() == ["TRT-100300-EntropyCalibration2", "images: 3c010204"]
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="Magic"):
         table_header("10.3.0", "Magic")
 
 

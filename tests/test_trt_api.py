@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from trtbuild.trt import apicheck
-from trtbuild.trt.compat import API_USES
+from . import apicheck
+from .api_uses import API_USES
 
 VERSIONS = ("10.3.0", "10.13.3.9", "11.4.0.106")
 COMMON = ("IExecutionContext.execute_async_v3", "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name",

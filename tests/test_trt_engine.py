@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from trtbuild.cli import cli
 from trtbuild.errors import InputError
-from trtbuild.runtime.base import open_runner
+from trtbuild.runtime.open import open_runner
 from trtbuild.vision.decode import postprocess
 from trtbuild.vision.letterbox import letterbox_batch
 
@@ -105,7 +105,7 @@ def test_inspect_reads_the_real_engine(built):
 
 
 def test_mismatched_sidecar_is_refused(built, tmp_path):
-    from trtbuild.trt.buildspec import EngineMismatchError
+    from trtbuild.errors import EngineMismatchError
 
     out, _, _ = built
     engine = tmp_path / "m.fp16.engine"
@@ -118,16 +118,15 @@ def test_mismatched_sidecar_is_refused(built, tmp_path):
 
 
 def test_dynamic_batch_engine_and_out_of_profile_shape(tmp_path):
-    from trtbuild.config import ExportConfig
-    from trtbuild.export_onnx import export
-    from trtbuild.trt.buildspec import BuildOptions
+    from trtbuild.config import BuildConfig, ExportConfig
+    from trtbuild.stages.export import export
     from trtbuild.trt.builder import build
 
-    onnx = export(SHAPES_MODEL, ExportConfig(imgsz=(320, 320), dynamic=True), out_dir=tmp_path).output
-    meta = build(onnx, BuildOptions(precision="fp32", max_batch=2, opt_batch=2), tmp_path, progress=False)
+    onnx = export(SHAPES_MODEL, ExportConfig(imgsz=(320, 320), dynamic=True, out_dir=tmp_path)).output
+    res = build(onnx, BuildConfig(precision="fp32", max_batch=2, opt_batch=2, out_dir=tmp_path), progress=False)
     frames = _frames()[:2]
     batch, _ = letterbox_batch(frames, (320, 320))
-    with open_runner(meta["path"]) as runner, open_runner(onnx) as ref:
+    with open_runner(res.output) as runner, open_runner(onnx) as ref:
         two = runner.infer(batch)[0]
         one = runner.infer(batch[:1])[0]  # shape shrink reuses the buffers
         np.testing.assert_allclose(two, ref.infer(batch)[0], atol=0.05)
@@ -137,18 +136,19 @@ def test_dynamic_batch_engine_and_out_of_profile_shape(tmp_path):
 
 
 def test_end_to_end_nms_engine(built):
-    from trtbuild.trt.buildspec import BuildOptions
+    from trtbuild.config import BuildConfig
     from trtbuild.trt.builder import build
     from trtbuild.trt.compat import tensorrt_info
     from trtbuild.vision.decode import postprocess_end2end
 
     out, _, _ = built
     variant = "onnx" if tensorrt_info().major >= 11 else "efficient"
-    meta = build(out / "shapes-yolov8n.sim.onnx", BuildOptions(precision="fp32", nms=variant), out, progress=False)
+    res = build(out / "shapes-yolov8n.sim.onnx", BuildConfig(precision="fp32", nms=variant, out_dir=out),
+                progress=False)
     frames = _frames()
     with open_runner(out / "shapes-yolov8n.sim.onnx") as ref_runner:
         ref, _ = _detections(ref_runner, frames)
-    with open_runner(meta["path"]) as runner:
+    with open_runner(res.output) as runner:
         batch, infos = letterbox_batch(frames, (640, 640))
         got = [postprocess_end2end(runner.infer(batch[i : i + 1])[0], infos[i : i + 1])[0] for i in range(len(frames))]
     assert _matched(ref, got) >= 0.95

@@ -7,10 +7,10 @@ photos and the class bias lowered: scores and boxes then depend on the image, as
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
+from trtbuild.errors import UnsupportedModelError
 from trtbuild.vision import nms as nms_mod
 from trtbuild.vision.decode import Detections, postprocess, postprocess_end2end
 from trtbuild.vision.draw import draw_detections
@@ -167,9 +167,9 @@ def test_empty_and_validation():
     dets = postprocess(out, [info, info])
     assert [len(d) for d in dets] == [0, 0]
     assert dets[0].boxes.shape == (0, 4) and dets[0].class_ids.dtype == np.int64
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # fewer letterbox infos than images: a caller's bug
         postprocess(out, [info])
-    with pytest.raises(ValueError):
+    with pytest.raises(UnsupportedModelError, match="detect output"):  # not a detect head: the user's model
         postprocess(out[0], [info])
 
 

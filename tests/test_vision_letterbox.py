@@ -148,7 +148,7 @@ def test_batch_rejects_bad_buffers(photos):
 
 def test_rejects_non_bgr_uint8():
     for bad in (np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 3), np.float32)):
-        with pytest.raises(ValueError):
+        with pytest.raises(InputError, match="BGR uint8"):
             letterbox(bad, 64)
 
 

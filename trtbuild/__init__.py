@@ -1,32 +1,50 @@
 """trtbuild: compile YOLOv8 detectors into TensorRT engines and run them fast.
 
-The Python API mirrors the CLI. Heavy dependencies (torch, ultralytics, TensorRT, pycuda) are imported
-only by the functions that need them, so ``import trtbuild`` is cheap and works on any host.
+The Python API is the CLI's: every stage is ``stage(input artifact(s), config) -> StageResult`` with its typed config
+in ``trtbuild.config``; the tasks (infer, evaluate, bench, budget, report, doctor, the pipeline) and ``open_runner``
+sit on top. Heavy dependencies (torch, ultralytics, TensorRT, pycuda, onnxruntime, matplotlib) are imported only
+by the functions that need them, so ``import trtbuild`` works on any host.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .artifacts import StageResult
+from .config import (
+    BudgetConfig,
+    BuildConfig,
+    CalibrateConfig,
+    ExportConfig,
+    FP16Config,
+    Int8Config,
+    NmsConfig,
+    PipelineConfig,
+    ReportConfig,
+    SimplifyConfig,
+)
+from .runtime.base import Runner
+from .runtime.open import open_runner
+from .stages.export import export
+from .stages.nms import nms_stage as nms
+from .stages.precision.calibrate import calibrate
+from .stages.precision.fp16 import fp16
+from .stages.precision.int8 import int8
+from .stages.simplify import simplify
+from .tasks.bench import run_bench as bench
+from .tasks.budget import fit_budget as budget
+from .tasks.doctor import doctor
+from .tasks.evaluate import evaluate
+from .tasks.infer import run_infer as infer
+from .tasks.pipeline import run_pipeline
+from .tasks.predictor import Predictor
+from .tasks.report import precision_report as report
+from .trt.builder import build
+from .trt.host import Host, probe_host
+from .version import __version__
 
-__all__ = ["__version__", "export", "simplify", "doctor"]
-
-
-def export(*args, **kwargs):
-    """Export a YOLOv8 ``.pt``/``.yaml`` to ONNX; see :func:`trtbuild.export_onnx.export`."""
-    from .export_onnx import export as _export
-
-    return _export(*args, **kwargs)
-
-
-def simplify(*args, **kwargs):
-    """Simplify an ONNX with onnxsim and check parity; see :func:`trtbuild.simplify_onnx.simplify`."""
-    from .simplify_onnx import simplify as _simplify
-
-    return _simplify(*args, **kwargs)
-
-
-def doctor(*args, **kwargs):
-    """Report what this host can run; see :func:`trtbuild.doctor_host.doctor`."""
-    from .doctor_host import doctor as _doctor
-
-    return _doctor(*args, **kwargs)
+__all__ = [
+    "__version__", "StageResult", "Host", "probe_host",
+    "ExportConfig", "SimplifyConfig", "NmsConfig", "FP16Config", "CalibrateConfig", "Int8Config", "BuildConfig",
+    "BudgetConfig", "ReportConfig", "PipelineConfig",
+    "export", "simplify", "nms", "fp16", "calibrate", "int8", "build", "budget", "report", "run_pipeline",
+    "Runner", "open_runner", "Predictor", "infer", "evaluate", "bench", "doctor",
+]

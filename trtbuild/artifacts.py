@@ -1,8 +1,12 @@
-"""Artifact plumbing shared by every stage: content hashes, atomic writes, JSON reports, stage cache.
+"""The one stage contract: content hashes, atomic writes, JSON reports and the hash-keyed stage cache.
 
-A stage is skipped when its report says it was run with the same key (a hash of its inputs' content and
-its config) and its outputs still have the hashes the report recorded, so a changed input can never reuse
-a stale artifact and a deleted or edited output is rebuilt.
+Every stage (export, simplify, nms, fp16, calibrate, int8, build, budget, report) goes through ``run_stage``:
+it computes nothing itself but owns the skeleton all of them share — a stage is skipped when its report says
+it was made with the same key (a hash of its inputs' content and its config) and every output the report
+recorded still has the recorded sha256; otherwise the stage writes its outputs to temporary files beside
+their destinations, they are renamed into place only when it succeeded, and the report (with the outputs'
+hashes) is written last. So a changed input never reuses a stale artifact, a deleted or edited output is
+rebuilt, and a failed or interrupted stage leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ import hashlib
 import json
 import os
 import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _CHUNK = 1 << 20
 
@@ -39,18 +47,19 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; on success rename it onto ``dest``, on error delete it.
-
-    Readers never see a half-written artifact and a failed stage leaves nothing behind.
-    """
-    dest = Path(dest)
+def _temp_beside(dest: Path, suffix: str = "") -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or ".tmp", dir=dest.parent)
     os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; on success rename it onto ``dest``, on error delete it."""
+    dest = Path(dest)
+    tmp_path = _temp_beside(dest, suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
@@ -80,41 +89,100 @@ def read_json(path: str | os.PathLike) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
-def cached_report(report_path: Path, key: str, outputs: list[Path]) -> dict | None:
-    """The stage's previous report if it was made with ``key`` and its outputs are intact, else None."""
-    report = read_json(report_path)
-    if not report or report.get("key") != key:
-        return None
-    recorded = report.get("outputs", {})
-    for out in outputs:
-        if not out.is_file() or recorded.get(out.name) != sha256_file(out):
-            return None
-    return report
-
-
-def output_hashes(outputs: list[Path]) -> dict[str, str]:
-    return {p.name: sha256_file(p) for p in outputs}
-
-
-class StageResult:
-    """What a stage produced: its main output, its JSON report, and whether it was skipped as up to date."""
-
-    def __init__(self, output: Path, report_path: Path, report: dict, skipped: bool):
-        self.output = Path(output)
-        self.report_path = Path(report_path)
-        self.report = report
-        self.skipped = skipped
-
-    def __repr__(self) -> str:
-        state = "up to date" if self.skipped else "built"
-        return f"StageResult({self.output}, {state})"
-
-
 def package_version(name: str) -> str | None:
     """Installed version of a distribution without importing it (cheap; used in cache keys)."""
-    from importlib import metadata
-
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def output_hashes(outputs: Iterable[Path], folder: Path) -> dict[str, str]:
+    """``{path relative to folder: sha256}`` of ``outputs``."""
+    return {os.path.relpath(p, folder): sha256_file(p) for p in outputs}
+
+
+def cached_report(report_path: str | os.PathLike, key: str) -> dict | None:
+    """The stage's previous report if it was made with ``key`` and every output it recorded is intact, else None."""
+    report_path = Path(report_path)
+    report = read_json(report_path)
+    if not report or report.get("key") != key or not isinstance(report.get("outputs"), dict):
+        return None
+    for name, sha in report["outputs"].items():
+        path = report_path.parent / name
+        if not path.is_file() or sha256_file(path) != sha:
+            return None
+    return report
+
+
+@dataclass
+class StageResult:
+    """What a stage produced: its main output, its JSON report, and whether it was skipped as up to date."""
+
+    output: Path
+    report_path: Path
+    report: dict
+    skipped: bool
+
+    @property
+    def stage(self) -> str:
+        return self.report.get("stage", "")
+
+    def __repr__(self) -> str:
+        return f"StageResult({self.stage} {self.output}, {'up to date' if self.skipped else 'built'})"
+
+
+class Outputs:
+    """The files a running stage writes: ``path(dest)`` gives a temporary file beside ``dest`` that becomes
+    ``dest`` when the stage succeeds; ``record(path)`` adds a file made by a sub-stage to the stage's outputs."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Path, Path] = {}  # destination -> temporary path
+        self._recorded: list[Path] = []
+
+    def path(self, dest: str | os.PathLike, suffix: str = "") -> Path:
+        dest = Path(dest)
+        if dest in self._pending:
+            return self._pending[dest]
+        tmp = self._pending[dest] = _temp_beside(dest, suffix or "".join(dest.suffixes[-1:]))
+        return tmp
+
+    def record(self, path: str | os.PathLike) -> None:
+        self._recorded.append(Path(path))
+
+    def _commit(self) -> list[Path]:
+        for dest, tmp in self._pending.items():
+            os.replace(tmp, dest)
+        done, self._pending = list(self._pending), {}
+        return done + self._recorded
+
+    def _discard(self) -> None:
+        for tmp in self._pending.values():
+            tmp.unlink(missing_ok=True)
+        self._pending = {}
+
+
+def run_stage(stage: str, key: str, report_path: str | os.PathLike, output: str | os.PathLike | None,
+              make: Callable[[Outputs], dict], force: bool = False) -> StageResult:
+    """Run one stage under the contract above.
+
+    ``make(outputs)`` writes every artifact through ``outputs.path(dest)`` and returns the report's fields;
+    ``stage``, ``key``, ``outputs`` (sha256 per file) and ``seconds`` (unless ``make`` set it) are added and
+    the report is written to ``report_path`` last. ``output`` is the stage's main artifact (may be the report;
+    None: the one the report names in ``"output"``, for stages that decide it while they run).
+    """
+    report_path = Path(report_path)
+    if not force and (report := cached_report(report_path, key)) is not None:
+        return StageResult(Path(output or report["output"]), report_path, report, skipped=True)
+    t0 = time.perf_counter()
+    outs = Outputs()
+    try:
+        fields = make(outs)
+        files = outs._commit()
+    except BaseException:
+        outs._discard()
+        raise
+    report = {"stage": stage, "key": key, **fields, "outputs": output_hashes(files, report_path.parent)}
+    report.setdefault("seconds", round(time.perf_counter() - t0, 3))
+    write_json_atomic(report_path, report)
+    return StageResult(Path(output or report["output"]), report_path, report, skipped=False)

@@ -1,4 +1,9 @@
-"""Typed configs for each stage: one place for defaults, shared by the CLI and the Python API."""
+"""Every stage's typed config, in one place: defaults shared by the CLI and the Python API.
+
+A stage is ``stage(input artifact(s), config) -> StageResult``. ``to_dict()`` is what enters the stage's cache key
+and report: the fields that change what it computes. ``force``, ``out_dir``, ``name``, ``out`` and ``strict`` choose
+where and whether it runs, never what it computes, so they stay out of the key.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,19 @@ from .errors import InputError
 
 DEFAULT_MODEL = "yolov8n.yaml"
 DEFAULT_OUT_DIR = Path("engines")
+DEFAULT_CALIB = Path("calib_data")
 DEFAULT_OPSET = 17  # parsed by TensorRT 10.3 (JetPack 6) through 11.x, ONNX Runtime and onnxsim alike
 PRECISIONS = ("fp32", "fp16", "int8")
+CALIB_METHODS = ("entropy", "percentile", "minmax")
+INT8_MODES = ("auto", "qdq", "table", "calibrate")
+HW_COMPAT = ("none", "ampere+", "same-cc")
+NMS_VARIANTS = ("onnx", "efficient")
+DEFAULT_PERCENTILE = 99.999
+DEFAULT_TRT_TABLE_VERSION = "10.3.0"  # JetPack 6, the oldest TensorRT that still reads implicit-INT8 tables here
+_RUN_FIELDS = ("force", "out_dir", "name", "out", "strict")
 
 
-def parse_imgsz(value: int | str | tuple | list) -> tuple[int, int]:
+def parse_imgsz(value: int | str | tuple | list, param: str = "imgsz") -> tuple[int, int]:
     """``640`` → (640, 640); ``"320,480"`` or ``(320, 480)`` → (H, W). Sizes must be positive multiples of 32."""
     if isinstance(value, int):
         hw = (value, value)
@@ -24,11 +37,13 @@ def parse_imgsz(value: int | str | tuple | list) -> tuple[int, int]:
         try:
             hw = tuple(int(p) for p in parts)
         except ValueError:
-            raise InputError(f"--imgsz {value!r}: expected an integer or H,W (e.g. 640 or 384,640)") from None
+            raise InputError(f"{param}={value!r}: expected an integer or H,W (e.g. 640 or 384,640)",
+                             param=param) from None
     if len(hw) == 1:
         hw = (hw[0], hw[0])
     if len(hw) != 2 or any(v <= 0 or v % 32 for v in hw):
-        raise InputError(f"--imgsz {value!r}: expected one or two positive multiples of 32 (e.g. 640 or 384,640)")
+        raise InputError(f"{param}={value!r}: expected one or two positive multiples of 32 (e.g. 640 or 384,640)",
+                         param=param)
     return hw  # type: ignore[return-value]
 
 
@@ -37,12 +52,32 @@ def parse_precisions(value: str) -> list[str]:
     names = list(PRECISIONS) if value == "all" else [v.strip() for v in value.split(",") if v.strip()]
     bad = [n for n in names if n not in PRECISIONS]
     if bad or not names:
-        raise InputError(f"precision {value!r}: choose from {', '.join(PRECISIONS)} or 'all'")
+        raise InputError(f"precision={value!r}: choose from {', '.join(PRECISIONS)} or 'all'", param="precision")
     return names
 
 
+def _choice(param: str, value, choices) -> None:
+    if value not in choices:
+        raise InputError(f"{param}={value!r}: expected one of {', '.join(map(str, choices))}", param=param)
+
+
+def _at_least(param: str, value, low) -> None:
+    if value is not None and value < low:
+        raise InputError(f"{param}={value}: must be ≥ {low}", param=param)
+
+
 @dataclass(frozen=True)
-class ExportConfig:
+class StageConfig:
+    """Base of every stage config: ``force`` reruns the stage even when its key says it is up to date."""
+
+    force: bool = field(default=False, kw_only=True)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in _RUN_FIELDS}
+
+
+@dataclass(frozen=True)
+class ExportConfig(StageConfig):
     """ultralytics → ONNX. ``dynamic`` makes the batch axis dynamic; ``dynamic_hw`` also height and width."""
 
     imgsz: tuple[int, int] = (640, 640)
@@ -51,27 +86,193 @@ class ExportConfig:
     dynamic_hw: bool = False
     opset: int = DEFAULT_OPSET
     seed: int = 0  # seeds the random init of a .yaml model so its export is reproducible
+    out_dir: Path = DEFAULT_OUT_DIR
+    name: str | None = None  # artifact base name [default: the model file's stem]
 
     def __post_init__(self):
-        if self.batch < 1:
-            raise InputError(f"--batch {self.batch}: must be ≥ 1")
+        object.__setattr__(self, "imgsz", parse_imgsz(self.imgsz))
+        _at_least("batch", self.batch, 1)
         if self.dynamic_hw and not self.dynamic:
             object.__setattr__(self, "dynamic", True)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class SimplifyConfig:
+class SimplifyConfig(StageConfig):
     """onnxsim plus a parity check on random input against the unsimplified model."""
 
     rtol: float = 1e-4  # max |a-b| / max |a| allowed between the two models' outputs
     seed: int = 0
     check_batch: int = 2  # batch used for the parity run when the batch axis is dynamic
+    out: Path | None = None  # [default: NAME.sim.onnx beside the input]
+    strict: bool = False  # a failed or non-equivalent simplification is an error instead of keeping the original
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class NmsConfig(StageConfig):
+    """NMS appended to a detect ONNX: output ``detections`` [B, max_det, 6]."""
+
+    variant: str = "onnx"  # "onnx" (NonMaxSuppression) or "efficient" (EfficientNMS_TRT)
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    out: Path | None = None  # [default: X.nms.onnx / X.nms-efficient.onnx beside the input X.onnx]
+
+    def __post_init__(self):
+        _choice("nms", self.variant, NMS_VARIANTS)
+        for param, value in (("conf", self.conf), ("iou", self.iou)):
+            if not 0 <= value <= 1:
+                raise InputError(f"{param}={value}: must lie in [0, 1]", param=param)
+
+
+@dataclass(frozen=True)
+class FP16Config(StageConfig):
+    """FP16-typed ONNX: nodes whose values exceed ``max_abs`` on ``images`` (the box decode) stay FP32."""
+
+    images: tuple[Path, ...] = ()  # calibration images; the first ``range_images`` decide what stays FP32
+    imgsz: tuple[int, int] | None = None  # None: the model's own size (static input, else its metadata)
+    max_abs: float = 512.0
+    keep_io_types: bool = True
+    range_images: int = 32
+
+    def __post_init__(self):
+        object.__setattr__(self, "images", tuple(Path(p) for p in self.images))
+
+
+@dataclass(frozen=True)
+class CalibrateConfig(StageConfig):
+    """INT8 activation ranges measured with ONNX Runtime on letterboxed images, and the TensorRT 10 table."""
+
+    images: Path = DEFAULT_CALIB  # folder of calibration images, searched recursively
+    num: int = 512
+    batch: int = 8
+    method: str = "entropy"
+    seed: int = 0
+    percentile: float = DEFAULT_PERCENTILE
+    num_bins: int | None = None  # None: 2048
+    tensors: tuple[str, ...] | None = None  # only these activations (None: every float activation)
+    imgsz: tuple[int, int] | None = None  # None: the model's own size
+    trt_version: str = DEFAULT_TRT_TABLE_VERSION  # TensorRT version named in the table header
+    out_dir: Path | None = None  # [default: beside the model]
+
+    def __post_init__(self):
+        object.__setattr__(self, "images", Path(self.images))
+        if self.tensors is not None:
+            object.__setattr__(self, "tensors", tuple(sorted(self.tensors)))
+        _choice("method", self.method, CALIB_METHODS)
+        _at_least("num", self.num, 1)
+        _at_least("batch", self.batch, 1)
+        if not 0 < self.percentile <= 100:
+            raise InputError(f"percentile={self.percentile}: must be in (0, 100]", param="percentile")
+
+
+@dataclass(frozen=True)
+class Int8Config(StageConfig):
+    """Q/DQ ONNX from calibration ranges; ``exclude`` names convs kept float (the budget's fallback)."""
+
+    exclude: tuple[str, ...] = ()
+    tag: str = "int8"  # NAME.<tag>.onnx: "int8", or "int8fb" for the budget's fallback model
+
+    def __post_init__(self):
+        object.__setattr__(self, "exclude", tuple(sorted(set(self.exclude))))
+
+
+@dataclass(frozen=True)
+class BuildConfig(StageConfig):
+    """Every choice of an engine build; the defaults are what ``trtbuild build`` uses."""
+
+    precision: str = "fp16"
+    int8_mode: str = "auto"  # qdq: Q/DQ ONNX; table: implicit INT8 reading the calibration table (10.x);
+    #                          calibrate: live IInt8EntropyCalibrator2 (10.x); auto: qdq
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
+    min_hw: tuple[int, int] | None = None
+    opt_hw: tuple[int, int] | None = None
+    max_hw: tuple[int, int] | None = None
+    workspace_mb: int | None = None  # None: 4096, or 1024 on an integrated GPU
+    opt_level: int = 3
+    hardware_compat: str = "none"
+    version_compatible: bool = False
+    dla_core: int | None = None
+    gpu_fallback: bool = True
+    profiling_verbosity: str = "detailed"
+    strongly_typed: bool | None = None  # None: decided by the TensorRT version (compat)
+    nms: str | None = None  # None, "onnx" (NonMaxSuppression) or "efficient" (EfficientNMS_TRT)
+    calib_images: str = str(DEFAULT_CALIB)  # int8_mode "calibrate": the images TensorRT calibrates on
+    out_dir: Path = DEFAULT_OUT_DIR
+    name: str | None = None  # engine base name [default: the ONNX's model name]
+
+    def __post_init__(self):
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("int8_mode", self.int8_mode, INT8_MODES)
+        _choice("hardware_compat", self.hardware_compat, HW_COMPAT)
+        if self.nms is not None:
+            _choice("nms", self.nms, NMS_VARIANTS)
+        if not 0 <= self.opt_level <= 5:
+            raise InputError(f"opt_level={self.opt_level}: TensorRT's builder optimization level is 0..5",
+                             param="opt_level")
+        for param in ("min_batch", "opt_batch", "max_batch"):
+            _at_least(param, getattr(self, param), 1)
+        batches = [b for b in (self.min_batch, self.opt_batch, self.max_batch) if b is not None]
+        if batches != sorted(batches):
+            raise InputError(f"batch profile must satisfy min_batch ≤ opt_batch ≤ max_batch, got {self.min_batch}/"
+                             f"{self.opt_batch}/{self.max_batch}")
+        for param in ("min_hw", "opt_hw", "max_hw"):
+            if getattr(self, param) is not None:
+                object.__setattr__(self, param, parse_imgsz(getattr(self, param), param))
+
+
+@dataclass(frozen=True)
+class BudgetConfig(StageConfig):
+    """The INT8 accuracy budget: convs fall back to float until mAP50-95 drops ≤ ``max_map_drop`` points."""
+
+    data: Path | None = None  # YOLO data set (data.yaml or its folder): required
+    split: str = "val"
+    max_map_drop: float = 1.0
+    images: tuple[Path, ...] | None = None  # held-out images for the sensitivity ranking [default: calibration's]
+    sensitivity_images: int = 16
+    imgsz: tuple[int, int] | None = None
+    limit: int | None = None  # evaluate the first N images only
+    candidates: tuple[str, ...] | None = None  # convs that may fall back [default: every quantized conv]
+
+    def __post_init__(self):
+        if self.data is None:
+            raise InputError("data=None: the accuracy budget needs an eval data set (a data.yaml or its folder)",
+                             param="data")
+        object.__setattr__(self, "data", Path(self.data))
+        if self.images is not None:
+            object.__setattr__(self, "images", tuple(Path(p) for p in self.images))
+        if self.candidates is not None:
+            object.__setattr__(self, "candidates", tuple(self.candidates))
+        _at_least("max_map_drop", self.max_map_drop, 0)
+        _at_least("sensitivity_images", self.sensitivity_images, 1)
+        _at_least("limit", self.limit, 1)
+
+
+@dataclass(frozen=True)
+class ReportConfig(StageConfig):
+    """The precision report: mAP and output error of every ONNX variant beside the simplified model."""
+
+    data: Path | None = None  # YOLO data set: required
+    split: str = "val"
+    variants: tuple[tuple[str, Path], ...] | None = None  # (label, path); default: those beside the model
+    compare_images: tuple[Path, ...] | None = None  # [default: the first ``num_compare`` images of the split]
+    num_compare: int = 8
+    limit: int | None = None
+    out_prefix: Path | None = None  # writes PREFIX.precision.{json,md,png} [default: NAME beside the model]
+    budget_json: Path | None = None  # mAP figures to reuse [default: NAME.budget.json beside the model]
+
+    def __post_init__(self):
+        if self.data is None:
+            raise InputError("data=None: the precision report needs an eval data set (a data.yaml or its folder)",
+                             param="data")
+        object.__setattr__(self, "data", Path(self.data))
+        if isinstance(self.variants, dict):
+            object.__setattr__(self, "variants", tuple((k, Path(v)) for k, v in self.variants.items()))
+        if self.compare_images is not None:
+            object.__setattr__(self, "compare_images", tuple(Path(p) for p in self.compare_images))
+        _at_least("num_compare", self.num_compare, 1)
+        _at_least("limit", self.limit, 1)
 
 
 @dataclass(frozen=True)
@@ -82,13 +283,20 @@ class PipelineConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     simplify: SimplifyConfig = field(default_factory=SimplifyConfig)
     precisions: tuple[str, ...] = ("fp16",)
-    calib: Path = Path("calib_data")
+    calib: Path = DEFAULT_CALIB
     calib_num: int = 512
     calib_batch: int = 8
     calib_method: str = "entropy"
     data: Path | None = None  # YOLO data set for the accuracy budget and the precision report
     max_map_drop: float = 1.0  # points of mAP50-95 the INT8 model may lose against FP32
-    out_dir: Path = DEFAULT_OUT_DIR
-    name: str | None = None
     strict: bool = False
     force: bool = False
+
+    def __post_init__(self):
+        for p in self.precisions:
+            _choice("precision", p, PRECISIONS)
+        _choice("calib_method", self.calib_method, CALIB_METHODS)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.export.out_dir)

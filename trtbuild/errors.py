@@ -1,15 +1,25 @@
-"""One exception type per failure class; each message names the file involved and the fix.
+"""Every exception class trtbuild raises on purpose: one per failure class, each message naming the file and the fix.
 
-The CLI prints ``error: <message>`` on one line and exits with the class's ``exit_code``.
+Library messages name the Python parameter (``max_batch=0: …``) and carry it in ``param``; the CLI rewrites
+``max_batch=`` to the flag (``--max-batch``), prints ``error: <message>`` on one line and exits with ``exit_code``.
 """
 
 from __future__ import annotations
+
+INSTALL_HINT = (
+    "install the 'gpu' extra on a CUDA host with NVIDIA's index: "
+    "pip install --extra-index-url https://pypi.nvidia.com 'trtbuild[gpu]'"
+)
 
 
 class TrtbuildError(Exception):
     """Base of every error trtbuild raises on purpose (never a bug)."""
 
     exit_code = 1
+
+    def __init__(self, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.param = param  # the parameter the message names as ``param=value``, if any
 
 
 class InputError(TrtbuildError):
@@ -26,15 +36,27 @@ class ExportError(TrtbuildError):
     """ultralytics could not export the model to ONNX."""
 
 
-class SimplifyError(TrtbuildError):
-    """The simplified ONNX could not be produced or verified."""
-
-
 class ParityError(TrtbuildError):
     """Two models that should compute the same thing do not (beyond the tolerance)."""
+
+
+class BuildError(TrtbuildError):
+    """TensorRT could not parse or build the network."""
+
+
+class EngineMismatchError(TrtbuildError):
+    """An engine (by its sidecar) was built for another TensorRT version or GPU than this host has."""
+
+
+class EngineRunError(TrtbuildError):
+    """TensorRT or CUDA failed while loading or running an engine (not a user input problem)."""
 
 
 class DependencyMissingError(TrtbuildError):
     """An optional dependency (TensorRT, pycuda, a CUDA driver) is not available on this host."""
 
     exit_code = 3
+
+
+class FewImagesWarning(UserWarning):
+    """Fewer calibration images than recommended: the measured ranges may not be stable."""

@@ -13,7 +13,7 @@ import sys
 import types
 from pathlib import Path
 
-from trtbuild.trt.apicheck import ApiList
+from ..apicheck import ApiList
 
 LIST = Path(__file__).resolve().parents[1] / "pycuda_api" / "pycuda-2026.1.txt"
 TOUCHED: set[str] = set()

@@ -1,5 +1,1 @@
-"""Inference backends behind one small ``Runner`` interface (ONNX Runtime now, TensorRT later)."""
-
-from .base import IOSpec, Runner, open_runner
-
-__all__ = ["IOSpec", "Runner", "open_runner"]
+"""Runners: one ``Runner`` interface (``base``), its ONNX Runtime and TensorRT backends, and ``open_runner``."""

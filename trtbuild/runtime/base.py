@@ -1,37 +1,27 @@
-"""The ``Runner`` interface every backend implements, and ``open_runner`` which picks one by file type.
+"""The ``Runner`` interface every backend implements. It knows nothing of its implementations (``open.py`` picks one).
 
-A runner takes a preprocessed batch (NCHW float32, 0..1, RGB, letterboxed) and returns the model's raw
-outputs as NumPy arrays, in the order of ``output_specs``. Pre/post-processing is not its business.
+A runner takes a preprocessed batch (NCHW float32, 0..1, RGB, letterboxed) and returns the model's raw outputs as
+NumPy arrays, in the order of ``output_specs``. What a backend can do beyond that it declares, instead of callers
+probing for attributes: ``backend_name``, ``takes_frames`` (it letterboxes uint8 frames itself, into its input
+buffer: ``infer_frames``), ``stage_times`` (its own per-stage timing), ``device_memory``.
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..cuda.buffers import STAGES as BACKEND_STAGES
+from ..iospec import IOSpec
+from ..onnx.modelinfo import ModelInfo
+from ..vision.batch import pad_batch
+from ..vision.letterbox import LetterboxInfo
 
 
-@dataclass(frozen=True)
-class IOSpec:
-    """One input or output tensor: name, shape (``None`` or a string for a dynamic axis) and NumPy dtype."""
-
-    name: str
-    shape: tuple
-    dtype: str
-
-    @property
-    def is_dynamic(self) -> bool:
-        return any(not isinstance(d, int) or d < 0 for d in self.shape)
-
-
-BACKEND_STAGES = ("h2d", "compute", "d2h")  # the parts of one call a GPU runner times with CUDA events
-
-
-def backend_seconds(runner: "Runner") -> float:
+def backend_seconds(runner: Runner) -> float:
     """Seconds of the last call that the runner's own events measured (h2d + compute + d2h); 0 where it has none.
 
     For ``infer_frames`` calls the rest of the wall time is the letterbox done inside the call."""
@@ -44,6 +34,7 @@ class Runner(abc.ABC):
 
     path: Path
     metadata: dict
+    takes_frames: bool = False  # True: ``infer_frames`` letterboxes uint8 frames itself (e.g. on the GPU)
 
     @property
     @abc.abstractmethod
@@ -53,9 +44,25 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def output_specs(self) -> list[IOSpec]: ...
 
+    @property
+    @abc.abstractmethod
+    def backend_name(self) -> str:
+        """What runs the model, with its version and device (shown in benchmark reports)."""
+
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run one batch ``[B,3,H,W]`` and return the outputs in ``output_specs`` order."""
+
+    def infer_frames(self, frames: list[np.ndarray], hw: tuple[int, int]) -> tuple[list[np.ndarray],
+                                                                                   list[LetterboxInfo]]:
+        """uint8 BGR frames → letterboxed at ``hw`` by the runner itself → outputs, with each frame's letterbox
+        info. Only where ``takes_frames`` is True."""
+        raise NotImplementedError(f"{type(self).__name__} takes letterboxed batches only (takes_frames is False)")
+
+    @cached_property
+    def info(self) -> ModelInfo:
+        """The model's geometry and class names, read once from its specs and metadata."""
+        return ModelInfo.of(self.metadata, self.input_specs, self.output_specs, str(self.path))
 
     @property
     def input_hw(self) -> tuple[int, int] | None:
@@ -76,17 +83,10 @@ class Runner(abc.ABC):
         for start in range(0, len(images), step):
             part = images[start : start + step]
             n = len(part)
-            if self.static_batch and n < step:
-                part = np.concatenate([part, np.zeros((step - n, *part.shape[1:]), part.dtype)])
+            if self.static_batch:
+                part = pad_batch(part, step, "zeros")
             outs.append(np.asarray(self.infer(np.ascontiguousarray(part))[0], np.float32)[:n])
         return np.concatenate(outs)
-
-    def warmup(self, iterations: int = 2, hw: tuple[int, int] | None = None) -> None:
-        """Run a few zero batches so first-call costs (allocation, kernel selection) are paid up front."""
-        h, w = self.input_hw or hw or (640, 640)
-        batch = np.zeros((self.static_batch or 1, 3, h, w), np.float32)
-        for _ in range(iterations):
-            self.infer(batch)
 
     def stage_times(self) -> dict[str, float] | None:
         """Milliseconds per stage of the last ``infer`` call as the backend measured them (a TensorRT runner:
@@ -105,20 +105,3 @@ class Runner(abc.ABC):
 
     def __exit__(self, *exc):
         self.close()
-
-
-def open_runner(path: str | Path, **kwargs) -> Runner:
-    """Open ``path`` with the backend its suffix names (``.onnx`` → ONNX Runtime, ``.engine`` → TensorRT)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such model file; pass an .onnx (or, with TensorRT, an .engine) path")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        from .onnx import OnnxRunner
-
-        return OnnxRunner(path, **kwargs)
-    if suffix in (".engine", ".plan", ".trt"):
-        from .engine import open_engine_runner  # lazy: TensorRT and pycuda are optional
-
-        return open_engine_runner(path, **kwargs)
-    raise InputError(f"{path}: unknown model type {suffix!r}; expected .onnx or .engine")

@@ -1,9 +1,9 @@
-"""TensorRT backend of the ``Runner`` interface: an engine file run through the pycuda ``Executor`` (cuda.py).
+"""TensorRT backend of the ``Runner`` interface: an engine file run through the pycuda ``Executor`` (cuda/).
 
 Opening: the sidecar is checked against this host first (engine_file.check_engine: wrong TensorRT or GPU is
 refused with a rebuild command, before TensorRT is even imported), then the engine is deserialized inside
 the device's primary CUDA context. Each ``infer``: set the input shape when it changed (dynamic engines),
-ask TensorRT for the output shapes, plan the buffers (plan.py: profile check, grow-only pool), then one
+ask TensorRT for the output shapes, plan the buffers (cuda/plan.py: profile check, grow-only pool), then one
 Executor call — async H2D, ``execute_async_v3``, async D2H, one synchronize — with per-stage CUDA events.
 
 Thread model: a runner belongs to the thread that uses it (TensorRT execution contexts are not thread
@@ -16,9 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from .base import IOSpec, Runner
-from .plan import BufferPlan, plan_buffers
+from ..cuda.context import CudaContext, require_pycuda
+from ..cuda.executor import Executor
+from ..cuda.letterbox import make_letterboxer
+from ..cuda.plan import BufferPlan, check_profile, plan_buffers
+from ..errors import EngineRunError
+from ..iospec import IOSpec
+from ..trt.engine_file import check_engine, deserialize
+from ..trt.host import Host, probe_host
+from .base import Runner
 
 
 def _dims(shape) -> tuple:
@@ -28,16 +34,15 @@ def _dims(shape) -> tuple:
 class TrtRunner(Runner):
     """Runs a TensorRT engine; ``streams`` > 1 enables the pipelined mode of ``infer_many``."""
 
+    takes_frames = True  # infer_frames: GPU letterbox straight into the engine's input buffer
+
     def __init__(self, path: str | Path, device: int = 0, streams: int = 1, use_graph: bool = False,
-                 mapped: bool | None = None):
-        from ..trt.engine_file import check_engine, deserialize, require_tensorrt
-
+                 mapped: bool | None = None, host: Host | None = None):
         self.path = Path(path)
-        meta = check_engine(self.path)  # refuses a mismatched engine before TensorRT is imported
-        require_tensorrt()
+        host = host or probe_host()
+        meta = check_engine(self.path, host)  # refuses a mismatched engine before TensorRT is imported
+        host.require_tensorrt()
         import tensorrt as trt
-
-        from .cuda import CudaContext, require_pycuda
 
         require_pycuda()
         self.sidecar = meta or {}
@@ -45,9 +50,9 @@ class TrtRunner(Runner):
         self.ctx = CudaContext(device)
         self.mapped = self.ctx.integrated if mapped is None else mapped  # Jetson: zero-copy host memory
         self.streams, self.use_graph = streams, use_graph
-        self.backend_name = f"TensorRT {trt.__version__} ({self.ctx.name}{', mapped' if self.mapped else ''})"
+        self._backend = f"TensorRT {trt.__version__} ({self.ctx.name}{', mapped' if self.mapped else ''})"
         with self.ctx:
-            self._runtime, loaded = deserialize(self.path)
+            self._runtime, loaded = deserialize(self.path, host)
             engine: trt.ICudaEngine = loaded
             self.engine: trt.ICudaEngine = loaded
             # one execution context per stream: a context must not run on two streams at once
@@ -81,17 +86,19 @@ class TrtRunner(Runner):
     def output_specs(self) -> list[IOSpec]:
         return self._outputs
 
+    @property
+    def backend_name(self) -> str:
+        return self._backend
+
     def _plan_for(self, shape: tuple) -> BufferPlan:
         """Set the input shape on the context (dynamic engines) and plan every tensor's buffer."""
         name = self._inputs[0].name
         shapes = {name: shape}
         if self._inputs[0].is_dynamic:
-            from .plan import check_profile
-
             check_profile(name, shape, self.profiles[name])  # one-line fix instead of a TensorRT error
             for context in self.contexts:
                 if not context.set_input_shape(name, shape):
-                    raise InputError(f"{self.path}: TensorRT refused input shape {shape} for {name!r}")
+                    raise EngineRunError(f"{self.path}: TensorRT refused input shape {shape} for {name!r}")
             for out in self._outputs:
                 shapes[out.name] = tuple(int(d) for d in self.context.get_tensor_shape(out.name))
         return plan_buffers(self._inputs, self._outputs, shapes, self.profiles or None)
@@ -104,11 +111,9 @@ class TrtRunner(Runner):
         for spec in (*self._inputs, *self._outputs):
             context.set_tensor_address(spec.name, buffers.device_ptr(spec.name))
         if not context.execute_async_v3(stream.handle):
-            raise InputError(f"{self.path}: TensorRT could not enqueue the engine (see its log above)")
+            raise EngineRunError(f"{self.path}: TensorRT could not enqueue the engine (see its log above)")
 
     def _ready(self, shape: tuple) -> None:
-        from .cuda import Executor
-
         shape = tuple(int(d) for d in shape)
         if shape == self._shape:
             return
@@ -148,21 +153,24 @@ class TrtRunner(Runner):
         if not batches:
             return
         if len({b.shape for b in batches}) != 1:
-            raise InputError("infer_many needs batches of one shape; group them by shape first")
+            raise EngineRunError("infer_many needs batches of one shape; group them by shape first")
         with self.ctx:
             self._ready(batches[0].shape)
             for out in self._executor.run_pipelined(({name: b} for b in batches), copy=True):
                 yield [out[o.name] for o in self._outputs]
 
-    def infer_frames(self, frames: list[np.ndarray]) -> tuple[list[np.ndarray], list]:
+    def infer_frames(self, frames: list[np.ndarray], hw: tuple[int, int] | None = None) -> tuple[list[np.ndarray],
+                                                                                                 list]:
         """uint8 BGR frames → GPU letterbox written straight into the engine's input buffer → one Executor call.
 
-        Returns (outputs, LetterboxInfo per frame). Falls back to the CPU letterbox into the pinned input buffer
-        where the kernel cannot be compiled (no nvcc)."""
-        from ..vision.gpu_letterbox import make_letterboxer
-
+        Returns (outputs, LetterboxInfo per frame). ``hw``: the size of a dynamic-H/W engine (default: the model's
+        own). Falls back to the CPU letterbox into the pinned input buffer where the kernel cannot be compiled."""
         spec = self._inputs[0]
-        hw = self.input_hw or tuple(self.sidecar.get("imgsz") or (640, 640))
+        hw = self.info.run_hw(hw)
+        if self._letterbox is not None and tuple(self._letterbox.dst_hw) != tuple(hw):
+            with self.ctx:
+                self._letterbox.close()
+            self._letterbox = None
         with self.ctx:
             self._ready((len(frames), 3, *hw))
             if self._letterbox is None:
@@ -198,6 +206,3 @@ class TrtRunner(Runner):
         self.ctx.close()
         self.ctx = None
 
-
-def open_engine_runner(path: str | Path, **kwargs) -> TrtRunner:
-    return TrtRunner(path, **kwargs)

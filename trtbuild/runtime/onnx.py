@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import package_version
 from ..errors import InputError
-from .base import IOSpec, Runner
+from ..iospec import IOSpec
+from .base import Runner
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -57,6 +59,11 @@ class OnnxRunner(Runner):
     @property
     def output_specs(self) -> list[IOSpec]:
         return self._outputs
+
+    @property
+    def backend_name(self) -> str:
+        providers = ", ".join(p.removesuffix("ExecutionProvider") for p in self.session.get_providers())
+        return f"ONNX Runtime {package_version('onnxruntime')} ({providers})"
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         """Outputs for ``batch``, cast to the model's input type (float16 inputs of a typed model too)."""

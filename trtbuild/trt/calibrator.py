@@ -2,8 +2,8 @@
 
 Two modes, one class: ``table`` hands TensorRT the calibration table trtbuild already computed with ONNX
 Runtime (header retargeted to the installed version), so no image is read on the device; ``calibrate``
-feeds TensorRT's own entropy calibration with the same letterboxed batches (``CalibrationData``) through a
-pycuda device buffer, and saves TensorRT's table as ``<name>.trt-calib.cache`` for the next build.
+feeds TensorRT's own entropy calibration with the same letterboxed batches (``CalibrationData``) through one
+device buffer (``cuda.buffers.DeviceUpload``), and saves TensorRT's table as ``<name>.trt-calib.cache``.
 """
 
 from __future__ import annotations
@@ -13,27 +13,36 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import write_bytes_atomic
+from ..config import DEFAULT_CALIB
+from ..cuda.buffers import DeviceUpload
+from ..cuda.context import CudaContext, require_pycuda
 from ..errors import InputError
-from ..precision.table import retarget_table
+from ..layout import Layout
+from ..stages.precision.calibrate import select_images
+from ..stages.precision.ranges import CalibrationData
+from ..stages.precision.table import retarget_table
+from ..vision.batch import full_batches
+from .buildspec import BuildPlan
 
 
-def trt_table_path(plan) -> Path:
+def trt_table_path(plan: BuildPlan) -> Path:
     """Where TensorRT's own table from live calibration goes (never mixed with trtbuild's ORT table)."""
-    return plan.calib_table.with_name(plan.calib_table.name.replace(".calib.cache", ".trt-calib.cache"))
+    return Layout.of(plan.build_input or plan.source).trt_calib_table
 
 
-def calibration_batches(images_dir: Path, imgsz: tuple[int, int], batch: int, num: int = 512):
-    """The calibration images of ``images_dir`` as letterboxed float32 batches of exactly ``batch`` images."""
-    from ..precision.calibrate import CalibrationData, select_images
-
+def calibration_batches(images_dir: Path, imgsz: tuple[int, int], batch: int, num: int = 512) -> CalibrationData:
+    """The calibration images of ``images_dir`` as letterboxed float32 batches of exactly ``batch`` images
+    (TensorRT's calibrator takes exactly the engine batch per call: the remainder is dropped)."""
     images, _ = select_images(images_dir, num, 0)
-    images = images[: len(images) - len(images) % batch] or images[:batch]
-    if len(images) < batch:
-        raise InputError(f"{images_dir}: {len(images)} calibration image(s), fewer than the engine batch {batch}")
+    try:
+        images = full_batches(images, batch)
+    except InputError:
+        raise InputError(f"{images_dir}: {len(images)} calibration image(s), fewer than the engine batch {batch}",
+                         param="calib_images") from None
     return CalibrationData(images, imgsz, batch=batch, progress=True)
 
 
-def make_calibrator(plan, trt_version: str, images_dir: Path = Path("calib_data")):
+def make_calibrator(plan: BuildPlan, trt_version: str, images_dir: Path = DEFAULT_CALIB):
     """An ``IInt8EntropyCalibrator2`` for ``plan`` (mode ``plan.int8_source``: "table" or "calibrate")."""
     import tensorrt as trt
 
@@ -42,8 +51,6 @@ def make_calibrator(plan, trt_version: str, images_dir: Path = Path("calib_data"
     table = retarget_table(plan.calib_table, trt_version) if plan.int8_source == "table" else None
     cache_path = trt_table_path(plan) if plan.int8_source == "calibrate" else None
     if plan.int8_source == "calibrate":
-        from ..runtime.cuda import require_pycuda
-
         # now, not in get_batch: TensorRT's bindings only print a callback's exception, and the build then fails
         # with "Calibration failure ... no scaling factors" instead of the install command
         require_pycuda()
@@ -52,7 +59,7 @@ def make_calibrator(plan, trt_version: str, images_dir: Path = Path("calib_data"
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.batches = None
-            self.device = None
+            self.device: DeviceUpload | None = None
 
         def get_batch_size(self):
             return batch
@@ -61,26 +68,19 @@ def make_calibrator(plan, trt_version: str, images_dir: Path = Path("calib_data"
             if table is not None:
                 return None  # the table covers every tensor; TensorRT never asks when it reads it
             if self.batches is None:
-                from ..runtime.cuda import CudaContext, require_pycuda
-
-                self.cuda = require_pycuda()
                 # pycuda allocates only with a context of its own current (TensorRT's is not pycuda's): device 0's
                 # primary context, the one TensorRT builds on, pushed for each call
                 self.ctx = CudaContext(0)
                 self.batches = iter(calibration_batches(images_dir, hw, batch))
-                with self.ctx:
-                    self.device = self.cuda.mem_alloc(int(np.prod(shape)) * 4)
+                self.device = DeviceUpload(self.ctx, int(np.prod(shape)) * 4)
             data = next(self.batches, None) if self.device is not None else None
             if data is None:
                 if self.device is not None:
-                    with self.ctx:
-                        self.device.free()
+                    self.device.free()
                     self.device = None
                     self.ctx.close()
                 return None
-            with self.ctx:
-                self.cuda.memcpy_htod(self.device, np.ascontiguousarray(data, np.float32))
-            return [int(self.device)]
+            return [self.device.upload(np.asarray(data, np.float32))]
 
         def read_calibration_cache(self):
             if table is not None:

@@ -21,10 +21,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
-
-from ..artifacts import atomic_path, read_json, sha256_file, write_bytes_atomic, write_json_atomic
+from ..artifacts import atomic_path, read_json, sha256_file
+from ..console import table
 from ..errors import InputError
+from ..layout import engine_of_layers, layers_path, sidecar_path
+from ..onnx.graph import load_onnx
+from .engine_file import inspector_json
+from .host import Host
 
 LAYOUT_10, LAYOUT_11, LAYOUT_NAMES = "10.x", "11.x", "names-only"
 REBUILD_HINT = ("rebuild the engine with detailed profiling verbosity (`trtbuild build MODEL.onnx --force` does; "
@@ -212,36 +215,27 @@ def _read_text(path: Path) -> str:
                          "permissions") from None
 
 
-def _load_input(path: Path) -> tuple[str, Path, Path | None]:
+def _load_input(path: Path, host: Host | None) -> tuple[str, Path, Path | None]:
     """(inspector JSON text, the file it came from, the engine path when known)."""
-    from .buildspec import layers_path
-
     if path.name.endswith(".json"):
         if not path.is_file():
             raise InputError(f"{path}: no such file; pass an engine's .layers.json or the .engine itself")
-        engine = path.with_name(path.name[: -len(".layers.json")]) if path.name.endswith(".layers.json") else None
-        return _read_text(path), path, engine
+        return _read_text(path), path, engine_of_layers(path)
     layers_file = layers_path(path)
     if layers_file.is_file():
         return _read_text(layers_file), layers_file, path
     if not path.is_file():
         raise InputError(f"{path}: no such engine and no {layers_file.name} beside it; build one with "
                          "`trtbuild build MODEL.onnx`")
-    from .engine_file import inspector_json  # needs TensorRT: DependencyMissingError without it
-
-    return inspector_json(path), path, path
+    return inspector_json(path, host), path, path  # needs TensorRT: DependencyMissingError without it
 
 
 def _onnx_node_names(path: Path) -> list[str]:
-    from ..graph import load_onnx
-
     return [n.name or f"{n.op_type}#{i}" for i, n in enumerate(load_onnx(path, check=False).graph.node)]
 
 
 def _source_onnx(engine: Path | None, notes: list[str]) -> Path | None:
     """The ONNX the engine was built from, per its sidecar, when that file still exists unchanged."""
-    from .buildspec import sidecar_path
-
     meta = read_json(sidecar_path(engine)) if engine is not None else None
     if not meta or not meta.get("source_onnx"):
         return None
@@ -255,9 +249,9 @@ def _source_onnx(engine: Path | None, notes: list[str]) -> Path | None:
     return src
 
 
-def inspect_path(path: str | Path, onnx: str | Path | None = None) -> dict:
+def inspect_path(path: str | Path, onnx: str | Path | None = None, host: Host | None = None) -> dict:
     """``summarize`` of an engine (or its .layers.json) against ``onnx`` or, by default, the sidecar's source ONNX."""
-    text, source, engine = _load_input(Path(path))
+    text, source, engine = _load_input(Path(path), host)
     layers = parse_inspector(text, source=str(source))
     notes: list[str] = []
     onnx_path = Path(onnx) if onnx else _source_onnx(engine, notes)
@@ -282,8 +276,6 @@ def _shown(report: dict, top: int | None) -> list[dict]:
 
 
 def format_text(report: dict, top: int | None = None) -> str:
-    from ..console import table
-
     rows = _shown(report, top)
     out = [report["headline"], ""]
     title = f"engine layers (top {len(rows)} by ONNX nodes absorbed)" if top else "engine layers"
@@ -347,30 +339,3 @@ def plot_histogram(report: dict, path: str | Path) -> Path:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return Path(path)
-
-
-@click.command("inspect")
-@click.argument("target", metavar="ENGINE_OR_JSON", type=click.Path(dir_okay=False))
-@click.option("--onnx", "onnx_path", default=None, type=click.Path(dir_okay=False),
-              help="ONNX to compare with [default: the source_onnx in the engine's .json sidecar].")
-@click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
-              help="Write the full report as JSON.")
-@click.option("--md", "md_out", default=None, type=click.Path(dir_okay=False), help="Write a Markdown report.")
-@click.option("--plot", "plot_out", default=None, type=click.Path(dir_okay=False),
-              help="Write a PNG bar chart of the precision histogram.")
-@click.option("--top", default=None, type=click.IntRange(min=1),
-              help="Show only the N layers that absorbed the most ONNX nodes [default: all, in engine order].")
-def inspect_command(target, onnx_path, json_out, md_out, plot_out, top):
-    """Show how TensorRT compiled the ONNX graph: engine layers, the ONNX nodes each fused, precisions, tactics.
-
-    ENGINE_OR_JSON is an engine's <engine>.layers.json (written by `trtbuild build`) or the .engine itself (its
-    .layers.json is used when present, else the inspector is run, which needs TensorRT).
-    """
-    report = inspect_path(target, onnx=onnx_path)
-    click.echo(format_text(report, top))
-    if json_out:
-        click.echo(f"wrote {write_json_atomic(json_out, report)}")
-    if md_out:
-        click.echo(f"wrote {write_bytes_atomic(md_out, format_markdown(report, top).encode())}")
-    if plot_out:
-        click.echo(f"wrote {plot_histogram(report, plot_out)}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError, UnsupportedModelError
 from .letterbox import LetterboxInfo, scale_boxes
 from .nms import nms
 
@@ -108,11 +109,12 @@ def postprocess(
     """
     output = np.asarray(output)
     if output.ndim != 3 or output.shape[1] < 5:
-        raise ValueError(f"expected a detect output of shape [B, 4+nc, A], got {output.shape}")
+        raise UnsupportedModelError(f"expected a detect output of shape [B, 4+nc, A], got {output.shape}; "
+                                    "pass a YOLOv8 detect model")
     if len(infos) < output.shape[0]:
         raise ValueError(f"{output.shape[0]} images in the output but {len(infos)} LetterboxInfo")
     if not 0 <= conf <= 1 or not 0 <= iou <= 1:
-        raise ValueError(f"conf and iou must lie in [0, 1], got conf={conf}, iou={iou}")
+        raise InputError(f"conf={conf}, iou={iou}: both must lie in [0, 1]", param="conf")
     if output.dtype != np.float32:
         output = output.astype(np.float32)
     multi_label = multi_label and output.shape[1] > 5  # as ultralytics: only with more than one class
@@ -137,7 +139,7 @@ def postprocess_end2end(
     """
     output = np.asarray(output)
     if output.ndim != 3 or output.shape[2] < 6:
-        raise ValueError(f"expected an end-to-end output of shape [B, K, 6], got {output.shape}")
+        raise UnsupportedModelError(f"expected an end-to-end output of shape [B, K, 6], got {output.shape}")
     if len(infos) < output.shape[0]:
         raise ValueError(f"{output.shape[0]} images in the output but {len(infos)} LetterboxInfo")
     results = []

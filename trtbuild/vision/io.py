@@ -1,20 +1,25 @@
 """Read inference inputs: one image, a folder of images (sorted, bad files skipped and reported) or a video.
 
-Frames come out as BGR uint8 (H, W, 3) arrays, the layout ``letterbox`` takes.
+Frames come out as BGR uint8 (H, W, 3) arrays, the layout ``letterbox`` takes. ``list_images`` is the one way
+trtbuild lists image files (infer, bench, calibration, data sets), with one suffix set: what OpenCV decodes plus
+what ultralytics' data loader lists (so a data set holds the images ``YOLO.val()`` scores).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..errors import InputError
+from .letterbox import letterbox_batch
 
 IMAGE_SUFFIXES = frozenset(
-    {".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".tif", ".tiff", ".pbm", ".pgm", ".ppm", ".pnm"}
+    {".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".webp", ".tif", ".tiff", ".pbm", ".pgm", ".ppm", ".pnm",
+     ".avif", ".dng", ".heic", ".heif", ".mpo"}
 )
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".mpg", ".mpeg", ".ts", ".asf", ".gif"}
@@ -59,24 +64,29 @@ def iter_video(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
         cap.release()
 
 
-def list_images(folder: str | Path, on_skip: SkipCallback | None = None) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name; other files go to ``on_skip(path, reason)``.
+def is_image(path: str | Path) -> bool:
+    """Whether ``path`` has one of the image suffixes (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
-    Raises InputError when the folder holds no image file at all.
-    """
+
+def list_images(folder: str | Path, recursive: bool = False, on_skip: SkipCallback | None = None) -> list[Path]:
+    """Image files in ``folder`` (``recursive``: and below it; hidden files and folders left out), sorted by path
+    relative to ``folder``; other files go to ``on_skip(path, reason)``. May be empty: callers say what to do."""
     folder = Path(folder)
-    entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    if recursive:
+        files = []
+        for root, dirs, names in os.walk(folder):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            files += [Path(root) / n for n in names if not n.startswith(".")]
+    else:
+        files = [p for p in folder.iterdir() if not p.is_dir()]
+    files.sort(key=lambda p: p.relative_to(folder).as_posix())
     images = []
-    for p in entries:
-        if p.is_dir():
-            continue
-        if p.suffix.lower() in IMAGE_SUFFIXES:
+    for p in files:
+        if is_image(p):
             images.append(p)
         elif on_skip is not None:
             on_skip(p, f"not an image (suffix '{p.suffix or '(none)'}')")
-    if not images:
-        what = "is empty" if not entries else f"holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
-        raise InputError(f"folder {folder} {what}; give an image, a video, or a folder of images")
     return images
 
 
@@ -91,7 +101,12 @@ def iter_sources(path: str | Path, on_skip: SkipCallback | None = None) -> Itera
     if not path.exists():
         raise InputError(f"input {path} does not exist")
     if path.is_dir():
-        for p in list_images(path, on_skip):
+        images = list_images(path, on_skip=on_skip)
+        if not images:
+            what = ("is empty" if not any(path.iterdir())
+                    else f"holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise InputError(f"folder {path} {what}; give an image, a video, or a folder of images")
+        for p in images:
             img = read_image(p)
             if img is None:
                 if on_skip is not None:
@@ -112,3 +127,16 @@ def iter_sources(path: str | Path, on_skip: SkipCallback | None = None) -> Itera
             f"input {path} is neither an image ({', '.join(sorted(IMAGE_SUFFIXES))}) "
             f"nor a video ({', '.join(sorted(VIDEO_SUFFIXES))})"
         )
+
+
+def read_batch(paths: Sequence[str | Path], imgsz: tuple[int, int]) -> np.ndarray:
+    """Letterboxed [N,3,H,W] float32 batch of the image files ``paths`` (the inference preprocessing)."""
+    frames = []
+    for p in paths:
+        frame = read_image(p)
+        if frame is None:
+            raise InputError(f"image {p} cannot be read")
+        frames.append(frame)
+    if not frames:
+        raise InputError("no images to run the model on")
+    return letterbox_batch(frames, imgsz)[0]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..errors import InputError
+
 PAD_VALUE = 114
 # x / 255 rounded to float32 for every uint8 x: the exact values of torch's ``uint8.float().div_(255)``.
 _TO_UNIT = (np.arange(256, dtype=np.float32) / np.float32(255.0)).reshape(1, 256)
@@ -52,7 +54,7 @@ def letterbox_info(orig_shape: Sequence[int], new_shape: int | Sequence[int]) ->
     """
     h0, w0 = int(orig_shape[0]), int(orig_shape[1])
     if h0 <= 0 or w0 <= 0:
-        raise ValueError(f"cannot letterbox an empty image of shape {tuple(orig_shape)}")
+        raise InputError(f"cannot letterbox an empty image of shape {tuple(orig_shape)}")
     nh_t, nw_t = _as_hw(new_shape)
     r = min(nh_t / h0, nw_t / w0)
     nw, nh = max(round(w0 * r), 1), max(round(h0 * r), 1)
@@ -73,10 +75,11 @@ def _buffers(shape: tuple[int, int], unpad: tuple[int, int]) -> tuple[np.ndarray
     return buf[0, :n].reshape(*unpad, 3), buf[1, :n].reshape(3, *unpad)
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
+def check_image(image: np.ndarray) -> np.ndarray:
+    """``image`` as a C-contiguous BGR uint8 (H, W, 3) array; InputError for anything else."""
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         desc = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"expected a BGR uint8 image of shape (H, W, 3), got a {desc}")
+        raise InputError(f"expected a BGR uint8 image of shape (H, W, 3), got a {desc}")
     return image if image.flags.c_contiguous else np.ascontiguousarray(image)
 
 
@@ -110,7 +113,7 @@ def _letterbox_into(image: np.ndarray, info: LetterboxInfo, dst: np.ndarray) -> 
 
 def letterbox(image_bgr: np.ndarray, new_shape: int | tuple[int, int]) -> tuple[np.ndarray, LetterboxInfo]:
     """Letterbox one BGR uint8 image to ``new_shape``; returns a (3, H, W) float32 RGB array in 0..1 and its info."""
-    image = _check_image(image_bgr)
+    image = check_image(image_bgr)
     info = letterbox_info(image.shape, new_shape)
     out = np.empty((3, *info.new_shape), np.float32)
     _letterbox_into(image, info, out)
@@ -141,7 +144,7 @@ def letterbox_batch(
         raise ValueError(f"out must be a C-contiguous float32 array of shape (>={n}, 3, {hw[0]}, {hw[1]}), got {desc}")
     infos = []
     for i, img in enumerate(images):
-        image = _check_image(img)
+        image = check_image(img)
         info = letterbox_info(image.shape, hw)
         _letterbox_into(image, info, out[i])
         infos.append(info)

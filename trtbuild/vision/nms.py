@@ -19,7 +19,7 @@ Coords = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x1
 
 
 @lru_cache(maxsize=64)
-def _f32_threshold(iou_threshold: float) -> np.float32:
+def f32_threshold(iou_threshold: float) -> np.float32:
     """The float32 ``t`` for which ``iou32 > t`` equals torchvision's ``iou32 > iou_threshold`` (a double)."""
     t = np.float32(iou_threshold)
     if float(t) > iou_threshold:  # rounded up: iou32 == t is already > the double threshold
@@ -139,7 +139,7 @@ def nms(
     limit = n if max_keep is None else min(int(max_keep), n)
     if n == 0 or limit <= 0:
         return np.empty(0, np.int64)
-    thr = _f32_threshold(float(iou_threshold))
+    thr = f32_threshold(float(iou_threshold))
     order = np.argsort(-scores, kind="stable")
     x1, y1, x2, y2 = np.ascontiguousarray(boxes[order].T)
     c = (x1, y1, x2, y2, (x2 - x1) * (y2 - y1))

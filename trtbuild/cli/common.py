@@ -1,0 +1,70 @@
+"""What every command shares: error handling (library errors → one line and the exit code, parameter names →
+flags), option callbacks, and the export options used by ``export`` and ``engine``."""
+
+from __future__ import annotations
+
+import click
+
+from ..config import DEFAULT_OPSET, DEFAULT_OUT_DIR, parse_imgsz
+from ..errors import TrtbuildError
+from ..trt.host import Host, probe_host
+
+# library parameter → CLI flag, where the flag is not just "--" + the parameter with dashes
+FLAGS = {"images": "--images", "calib_images": "--calib", "strongly_typed": "--typing", "batches": "--batch",
+         "sensitivity_images": "--num-images", "variant": "--nms", "trt_version": "--trt-version"}
+
+
+def flag_for(param: str) -> str:
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+def error_line(exc: TrtbuildError) -> str:
+    """``error: <message>`` with the parameter the message names spelled as its flag."""
+    message = str(exc)
+    if exc.param:
+        message = message.replace(f"{exc.param}=", f"{flag_for(exc.param)} ")
+    return f"error: {message}"
+
+
+def current_host(pycuda: bool = False) -> Host:
+    """The host the command runs on: the ``Host`` a caller passed as click's ``obj`` (tests: ``CliRunner().invoke(cli,
+    args, obj=Host(...))``), else this machine, probed once per command."""
+    root = click.get_current_context().find_root()
+    if not isinstance(root.obj, Host):
+        root.obj = probe_host(pycuda=pycuda)
+    return root.obj
+
+
+def imgsz_option(ctx, param, value):
+    """click callback: ``640`` or ``H,W`` → (H, W); None stays None."""
+    if value is None:
+        return None
+    try:
+        return parse_imgsz(value, param.name)
+    except TrtbuildError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
+
+
+def with_options(options):
+    def deco(f):
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+EXPORT_OPTIONS = [
+    click.option("--imgsz", default="640", callback=imgsz_option, show_default=True,
+                 help="Input size: one integer, or H,W (multiples of 32)."),
+    click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1),
+                 help="Batch size (the static batch, or the example batch when --dynamic)."),
+    click.option("--dynamic", is_flag=True, help="Dynamic batch axis."),
+    click.option("--dynamic-hw", is_flag=True, help="Also make height and width dynamic (implies --dynamic)."),
+    click.option("--opset", default=DEFAULT_OPSET, show_default=True, type=click.IntRange(13, 23),
+                 help="ONNX opset (17 parses on TensorRT 10.3 / JetPack 6 and newer)."),
+    click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False),
+                 help="Where artifacts and reports go."),
+    click.option("--name", default=None, help="Artifact base name [default: the model file's stem]."),
+    click.option("--force", is_flag=True, help="Rerun even when the inputs are unchanged."),
+]

@@ -1,0 +1,103 @@
+"""Commands on the TensorRT side: ``build`` (an engine from an ONNX) and ``inspect`` (what TensorRT made of it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..artifacts import write_bytes_atomic, write_json_atomic
+from ..config import DEFAULT_CALIB, DEFAULT_OUT_DIR, HW_COMPAT, INT8_MODES, BuildConfig
+from ..errors import InputError
+from ..trt.builder import build
+from ..trt.inspect import format_markdown, format_text, inspect_path, plot_histogram
+from .common import current_host, imgsz_option
+from .present import describe
+
+
+@click.command("build")
+@click.argument("onnx", type=click.Path(dir_okay=False))
+@click.option("--precision", default="fp16", show_default=True, type=click.Choice(["fp32", "fp16", "int8"]),
+              help="Engine precision. fp16/int8 use NAME.fp16.onnx / NAME.int8.onnx beside ONNX where the TensorRT "
+                   "version needs typed input (11.x; 10.12+ strongly typed).")
+@click.option("--int8-mode", default="auto", show_default=True, type=click.Choice(INT8_MODES),
+              help="qdq: Q/DQ ONNX (10.x and 11.x); table: implicit INT8 from NAME.calib.cache (10.x); "
+                   "calibrate: live TensorRT calibration on the --calib images (10.x, needs pycuda); auto: qdq.")
+@click.option("--calib", default=str(DEFAULT_CALIB), show_default=True, type=click.Path(file_okay=False),
+              help="Images for --int8-mode calibrate.")
+@click.option("--min-batch", type=click.IntRange(min=1), help="Smallest batch of the profile (dynamic-batch ONNX).")
+@click.option("--opt-batch", type=click.IntRange(min=1), help="Batch TensorRT tunes for [default: max].")
+@click.option("--max-batch", type=click.IntRange(min=1), help="Largest batch [default: 8].")
+@click.option("--min-hw", callback=imgsz_option, help="Smallest H,W (dynamic-H/W ONNX).")
+@click.option("--opt-hw", callback=imgsz_option, help="H,W TensorRT tunes for (required for dynamic-H/W ONNX).")
+@click.option("--max-hw", callback=imgsz_option, help="Largest H,W.")
+@click.option("--workspace-mb", type=click.IntRange(min=16),
+              help="Builder workspace limit [default: 4096, 1024 on integrated GPUs (Jetson)].")
+@click.option("--opt-level", default=3, show_default=True, type=click.IntRange(0, 5),
+              help="Builder optimization level (higher: longer build, maybe faster engine).")
+@click.option("--hardware-compat", default="none", show_default=True, type=click.Choice(HW_COMPAT),
+              help="ampere+: the engine runs on any Ampere or newer GPU; same-cc: any GPU of this compute "
+                   "capability (TensorRT ≥ 10.13).")
+@click.option("--version-compatible", is_flag=True, help="Engine runs on later TensorRT versions of this major.")
+@click.option("--dla-core", type=click.IntRange(min=0), help="Jetson: run on this DLA core (GPU fallback on).")
+@click.option("--no-gpu-fallback", is_flag=True, help="With --dla-core: fail on layers DLA cannot run.")
+@click.option("--typing", type=click.Choice(["auto", "strong", "weak"]), default="auto", show_default=True,
+              help="auto: strong on 11.x and 10.12+, weak (FP16/INT8 flags) on older 10.x.")
+@click.option("--nms", type=click.Choice(["onnx", "efficient"]),
+              help="End-to-end engine with NMS in the graph: onnx (NonMaxSuppression; TensorRT 11) or efficient "
+                   "(EfficientNMS_TRT plugin; TensorRT 10). Output [B, max_det, 6].")
+@click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False),
+              help="Where the engine, its sidecar and the timing cache go.")
+@click.option("--name", default=None, help="Engine base name [default: the ONNX's model name].")
+@click.option("--force", is_flag=True, help="Rebuild even when an up-to-date engine exists.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def build_cmd(onnx, precision, int8_mode, calib, min_batch, opt_batch, max_batch, min_hw, opt_hw, max_hw,
+                  workspace_mb, opt_level, hardware_compat, version_compatible, dla_core, no_gpu_fallback, typing, nms,
+                  out_dir, name, force, no_progress):
+    """Build a TensorRT engine from ONNX: OUT_DIR/NAME.PRECISION.engine + .engine.json sidecar + .layers.json.
+
+    Skipped when an engine with the same key (ONNX content, precision, profiles, flags, TensorRT version,
+    GPU) exists; --force rebuilds. Needs TensorRT and a GPU (`trtbuild doctor` says what this host has).
+    """
+    path = Path(onnx)
+    if not path.is_file():
+        raise InputError(f"{path}: no such ONNX file; make one with `trtbuild export` or `trtbuild engine`")
+    options = BuildConfig(
+        precision=precision, int8_mode=int8_mode, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+        min_hw=min_hw, opt_hw=opt_hw, max_hw=max_hw, workspace_mb=workspace_mb, opt_level=opt_level,
+        hardware_compat=hardware_compat, version_compatible=version_compatible, dla_core=dla_core,
+        gpu_fallback=not no_gpu_fallback, strongly_typed={"auto": None, "strong": True, "weak": False}[typing],
+        nms=nms, calib_images=str(calib), out_dir=Path(out_dir), name=name, force=force)
+    res = build(path, options, host=current_host(), progress=not no_progress)
+    click.echo(describe(res))
+    if not res.skipped:
+        for note in res.report.get("notes", []):
+            click.echo(f"note: {note}")
+        click.echo(f"sidecar: {res.report_path}; layers: `trtbuild inspect {res.output}`")
+
+
+@click.command("inspect")
+@click.argument("target", metavar="ENGINE_OR_JSON", type=click.Path(dir_okay=False))
+@click.option("--onnx", "onnx_path", default=None, type=click.Path(dir_okay=False),
+              help="ONNX to compare with [default: the source_onnx in the engine's .json sidecar].")
+@click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
+              help="Write the full report as JSON.")
+@click.option("--md", "md_out", default=None, type=click.Path(dir_okay=False), help="Write a Markdown report.")
+@click.option("--plot", "plot_out", default=None, type=click.Path(dir_okay=False),
+              help="Write a PNG bar chart of the precision histogram.")
+@click.option("--top", default=None, type=click.IntRange(min=1),
+              help="Show only the N layers that absorbed the most ONNX nodes [default: all, in engine order].")
+def inspect_cmd(target, onnx_path, json_out, md_out, plot_out, top):
+    """Show how TensorRT compiled the ONNX graph: engine layers, the ONNX nodes each fused, precisions, tactics.
+
+    ENGINE_OR_JSON is an engine's <engine>.layers.json (written by `trtbuild build`) or the .engine itself (its
+    .layers.json is used when present, else the inspector is run, which needs TensorRT).
+    """
+    report = inspect_path(target, onnx=onnx_path, host=current_host())
+    click.echo(format_text(report, top))
+    if json_out:
+        click.echo(f"wrote {write_json_atomic(json_out, report)}")
+    if md_out:
+        click.echo(f"wrote {write_bytes_atomic(md_out, format_markdown(report, top).encode())}")
+    if plot_out:
+        click.echo(f"wrote {plot_histogram(report, plot_out)}")

@@ -1,0 +1,118 @@
+"""Commands that make the model's artifacts: ``export``, ``simplify``, ``engine`` (the whole pipeline), ``doctor``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..config import (
+    DEFAULT_CALIB,
+    DEFAULT_MODEL,
+    ExportConfig,
+    NmsConfig,
+    PipelineConfig,
+    SimplifyConfig,
+    parse_precisions,
+)
+from ..console import human_bytes, table
+from ..errors import TrtbuildError
+from ..stages.export import export
+from ..stages.nms import nms_stage
+from ..stages.simplify import simplify
+from ..tasks.doctor import doctor, format_doctor
+from ..tasks.pipeline import run_pipeline
+from .common import EXPORT_OPTIONS, current_host, with_options
+from .present import describe
+
+
+@click.command("export")
+@click.argument("model", default=DEFAULT_MODEL)
+@with_options(EXPORT_OPTIONS)
+@click.option("--nms", type=click.Choice(["onnx", "efficient"]), default=None,
+              help="Also write the end-to-end model: NMS appended, output detections [B, max_det, 6] "
+                   "(onnx: NonMaxSuppression, runs in ONNX Runtime and TensorRT 11; efficient: EfficientNMS_TRT).")
+@click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="--nms score threshold.")
+@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="--nms IoU threshold.")
+@click.option("--max-det", default=300, show_default=True, type=click.IntRange(1, 3840), help="--nms boxes per image.")
+def export_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, nms, conf, iou, max_det):
+    """Export a YOLOv8 detect MODEL (.pt checkpoint or .yaml config) to ONNX with ultralytics.
+
+    Writes OUT_DIR/NAME.onnx and NAME.export.json (with --nms also NAME.nms.onnx); skipped when model and
+    options are unchanged.
+    """
+    cfg = ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset,
+                       out_dir=Path(out_dir), name=name, force=force)
+    res = export(model, cfg)
+    click.echo(describe(res))
+    if nms:
+        e2e = nms_stage(res.output, NmsConfig(variant=nms, conf=conf, iou=iou, max_det=max_det, force=force))
+        click.echo(describe(e2e))
+
+
+@click.command("simplify")
+@click.argument("onnx_path", metavar="ONNX")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Output [default: NAME.sim.onnx].")
+@click.option("--rtol", default=1e-4, show_default=True, type=float,
+              help="Largest allowed max|a-b|/max|a| between original and simplified outputs.")
+@click.option("--strict", is_flag=True, help="Fail instead of keeping the unsimplified graph.")
+@click.option("--force", is_flag=True, help="Rerun even when the input is unchanged.")
+def simplify_cmd(onnx_path, out, rtol, strict, force):
+    """Simplify ONNX with onnxsim, report what changed and check parity with ONNX Runtime."""
+    res = simplify(onnx_path, SimplifyConfig(rtol=rtol, out=Path(out) if out else None, strict=strict, force=force))
+    click.echo(describe(res))
+    r = res.report
+    ops = sorted(set(r["ops_before"]) | set(r["ops_after"]), key=lambda o: -r["ops_before"].get(o, 0))
+    rows = [(o, r["ops_before"].get(o, 0), r["ops_after"].get(o, 0)) for o in ops]
+    rows.append(("total nodes", r["nodes_before"], r["nodes_after"]))
+    rows.append(("file size", human_bytes(r["bytes_before"]), human_bytes(r["bytes_after"])))
+    click.echo(table(rows, ("op", "before", "after")))
+    click.echo(f"report: {res.report_path}")
+
+
+@click.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def doctor_cmd(as_json):
+    """Show what this host has (TensorRT, pycuda, GPU) and which stages can run here."""
+    info = doctor(current_host(pycuda=True))
+    click.echo(json.dumps(info, indent=2) if as_json else format_doctor(info))
+
+
+@click.command("engine")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="YOLOv8 .pt checkpoint or .yaml config.")
+@with_options(EXPORT_OPTIONS)
+@click.option("--precision", default="fp16", show_default=True,
+              help="fp32, fp16, int8, a comma list, or all.")
+@click.option("--calib", default=str(DEFAULT_CALIB), show_default=True, type=click.Path(file_okay=False),
+              help="Calibration images (INT8; FP16 uses them to find values too large for FP16).")
+@click.option("--calib-num", default=512, show_default=True, type=click.IntRange(min=1),
+              help="Calibration images used at most.")
+@click.option("--calib-method", default="entropy", show_default=True,
+              type=click.Choice(["entropy", "percentile", "minmax"]), help="Activation range method.")
+@click.option("--data", default=None, type=click.Path(),
+              help="YOLO data set (data.yaml or its folder) for the INT8 accuracy budget and the precision report.")
+@click.option("--max-map-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Points of mAP50-95 INT8 may lose vs FP32 before layers fall back (needs --data).")
+@click.option("--strict", is_flag=True, help="Fail when a stage must be skipped on this host (e.g. no TensorRT).")
+def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, precision, calib, calib_num,
+               calib_method, data, max_map_drop, strict):
+    """Run the whole pipeline for MODEL: every stage whose inputs changed, as far as this host allows."""
+    try:
+        precisions = tuple(parse_precisions(precision))
+    except TrtbuildError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--precision") from None
+    cfg = PipelineConfig(
+        model=model,
+        export=ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset,
+                            out_dir=Path(out_dir), name=name),
+        precisions=precisions,
+        calib=Path(calib),
+        calib_num=calib_num,
+        calib_method=calib_method,
+        data=Path(data) if data else None,
+        max_map_drop=max_map_drop,
+        strict=strict,
+        force=force,
+    )
+    run_pipeline(cfg, host=current_host(), on_result=lambda label, res: click.echo(describe(res, label)))

@@ -1,0 +1,116 @@
+"""Commands that run a model: ``infer``, ``eval``, ``bench``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..config import DEFAULT_OUT_DIR
+from ..tasks.bench import run_bench
+from ..tasks.bench_report import format_bench, write_bench_report
+from ..tasks.evaluate import evaluate, format_eval
+from ..tasks.infer import run_infer
+from .common import current_host, imgsz_option
+
+
+@click.command("infer")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("source", type=click.Path())
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+              help="Write detections as JSON lines (one object per image or frame).")
+@click.option("--save", "save_dir", default=None, type=click.Path(file_okay=False),
+              help="Write annotated images into this folder.")
+@click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="Score threshold.")
+@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
+@click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1), help="Boxes per image.")
+@click.option("--batch", default=None, type=click.IntRange(min=1),
+              help="Images per call for dynamic-batch models [default: the model's static batch, else 1].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def infer_cmd(model, source, json_path, save_dir, conf, iou, max_det, batch, quiet):
+    """Detect objects in SOURCE (an image, a folder of images or a video) with MODEL (.onnx or .engine).
+
+    Without --json, detections are printed as JSON lines on stdout.
+    """
+    def on_skip(path, reason):
+        click.echo(f"skipped {path}: {reason}", err=True)
+
+    res = run_infer(model, source, json_path, save_dir, conf, iou, max_det, batch, progress=not quiet,
+                    on_skip=on_skip, host=current_host())
+    if not json_path:
+        for rec in res["records"]:
+            click.echo(json.dumps(rec))
+    ms = res["ms_per_image"]
+    summary = (
+        f"infer     {res['images']} image(s), {res['detections']} detection(s)"
+        + (f", {len(res['skipped'])} file(s) skipped" if res["skipped"] else "")
+        + (f" → {json_path}" if json_path else "")
+        + (f", annotated in {save_dir}/" if save_dir else "")
+        + f" (per image: pre {ms['preprocess']:.1f} ms, infer {ms['infer']:.1f} ms, post {ms['postprocess']:.1f} ms)"
+    )
+    click.echo(summary, err=not json_path)
+
+
+@click.command("eval")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--data", required=True, type=click.Path(),
+              help="YOLO data set: a data.yaml, or a folder holding one.")
+@click.option("--split", default="val", show_default=True, help="Split named in the data.yaml.")
+@click.option("--conf", default=0.001, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch", default=None, type=click.IntRange(min=1), help="Images per call (dynamic-batch models).")
+@click.option("--report", default=None, type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def eval_cmd(model, data, split, conf, iou, max_det, batch, report, quiet):
+    """mAP50, mAP50-95, per-class AP, P and R of MODEL on a YOLO-format data set (ultralytics' val protocol)."""
+    res = evaluate(model, data, split, conf, iou, max_det, batch, report=report, progress=not quiet,
+                   host=current_host())
+    click.echo(format_eval(res))
+    if report:
+        click.echo(f"report: {report}")
+
+
+def _batches(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        out = list(dict.fromkeys(int(v) for v in value.split(",") if v.strip()))
+    except ValueError:
+        out = []
+    if not out or any(b < 1 for b in out):
+        raise click.BadParameter(f"{value!r}: expected positive integers separated by commas, e.g. 1,2,4")
+    return out
+
+
+@click.command("bench")
+@click.argument("models", metavar="MODEL [MODEL ...]", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--batch", "batches", default=None, callback=_batches,
+              help="Batch sizes, e.g. 1,2,4 [default: 1, plus each static-batch model's own batch].")
+@click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0), help="Untimed calls first.")
+@click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1), help="Timed calls.")
+@click.option("--images", default=None, type=click.Path(),
+              help="Folder of images to cycle through [default: ultralytics' bus.jpg and zidane.jpg].")
+@click.option("--imgsz", default=None, callback=imgsz_option,
+              help="Input size H,W for dynamic-H/W models [default: the model's metadata, else 640].")
+@click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="Score threshold.")
+@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
+@click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False),
+              help="Where the report files go.")
+@click.option("--name", default=None, help="Report base name: NAME.bench.{json,md,png} [default: first model's stem].")
+@click.option("--cpu-preprocess", is_flag=True,
+              help="Letterbox on the CPU for TensorRT engines too [default: GPU letterbox into the input buffer].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def bench_cmd(models, batches, warmup, iters, images, imgsz, conf, iou, out_dir, name, cpu_preprocess, quiet):
+    """Time MODEL(s) end to end (letterbox → infer → decode/NMS) per batch size; the first model is the baseline.
+
+    Reports latency percentiles, throughput, time per stage and device memory, and ratios against the first
+    model, in OUT_DIR/NAME.bench.{json,md,png}.
+    """
+    paths = [Path(m) for m in models]
+    result = run_bench(paths, batches, warmup, iters, images, imgsz, conf, iou, progress=not quiet,
+                       gpu_preprocess=not cpu_preprocess, host=current_host())
+    files = write_bench_report(result, Path(out_dir), name or paths[0].stem)
+    click.echo(format_bench(result))
+    click.echo(f"report {files['md']}, {files['png']}, {files['json']}")

@@ -1,0 +1,176 @@
+"""The calibrate stage: pick images, measure activation ranges on them (``ranges.py``), write the ranges and the
+TensorRT 10 table (``table.py``).
+
+The ranges feed both INT8 paths: explicit Q/DQ in the ONNX (TensorRT 11, strongly typed) and the implicit-INT8
+table TensorRT 10 reads (``<name>.calib.cache``). Images are letterboxed exactly as inference does. The stage is
+keyed by the model's bytes, every selected image's bytes and the settings, so a changed image never reuses a
+stale table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ...artifacts import Outputs, StageResult, package_version, read_json, run_stage, sha256_file, sha256_json
+from ...config import CalibrateConfig
+from ...errors import FewImagesWarning, InputError
+from ...layout import Layout
+from ...onnx.modelinfo import ModelInfo
+from ...vision.io import IMAGE_SUFFIXES, list_images, read_image
+from .ranges import DEFAULT_NUM_BINS, DEFAULT_QUANTIZED_BINS, CalibrationData, measure_ranges
+from .table import format_ranges_table, table_header
+
+log = logging.getLogger(__name__)
+
+STAGE = "calibrate"
+STAGE_VERSION = 1
+MIN_RECOMMENDED_IMAGES = 100
+_COMPANION_SUFFIXES = {".yaml", ".yml", ".json", ".md", ".cache"}
+
+
+def few_images_warning(count: int) -> str | None:
+    if count >= MIN_RECOMMENDED_IMAGES:
+        return None
+    return (
+        f"only {count} calibration image(s) (≥ {MIN_RECOMMENDED_IMAGES} recommended): activation ranges measured "
+        "on so few images are unstable and INT8 accuracy may drop; add deployment images to the folder"
+    )
+
+
+def _dataset_companion(path: Path, folder: Path) -> bool:
+    """Files a YOLO data set keeps beside its images (labels, data.yaml, READMEs): expected, not "skipped"."""
+    rel = path.relative_to(folder)
+    return (path.suffix.lower() in _COMPANION_SUFFIXES or path.name.upper().startswith("README")
+            or (path.suffix.lower() == ".txt" and "labels" in rel.parts[:-1]))
+
+
+def select_images(
+    folder: str | os.PathLike, num: int = 512, seed: int = 0
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Pick ``num`` decodable images under ``folder`` (recursively): ``(selected, skipped)``.
+
+    Files are sorted by relative path, then visited in a permutation seeded by ``seed`` until ``num`` decode;
+    the result does not depend on filesystem order. ``skipped`` lists non-image files and images that did not
+    decode (those visited: every one when the folder holds ``num`` images or fewer). Warns (``FewImagesWarning``)
+    below 100 images; InputError when none is usable.
+    """
+    folder = Path(folder)
+    if num < 1:
+        raise InputError(f"num={num}: must be ≥ 1", param="num")
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise InputError(f"calibration folder {folder} {what}; put a few hundred deployment images in it "
+                         "or pass another folder (images=DIR)", param="images")
+    skipped: list[tuple[Path, str]] = []
+
+    def skip(path: Path, reason: str) -> None:
+        if not _dataset_companion(path, folder):
+            skipped.append((path, reason))
+
+    candidates = list_images(folder, recursive=True, on_skip=skip)
+    n = len(candidates)
+    order = np.random.default_rng(seed).permutation(n) if n > num else range(n)  # all of them: no need to sample
+    selected = []
+    for i in order:
+        if len(selected) == num:
+            break
+        path = candidates[int(i)]
+        if read_image(path) is None:
+            skipped.append((path, "cannot be decoded as an image"))
+        else:
+            selected.append(path)
+    if not selected:
+        raise InputError(
+            f"calibration folder {folder} has no usable image ({n} image file(s), {len(skipped)} skipped); "
+            f"add images OpenCV can read ({', '.join(sorted(IMAGE_SUFFIXES))}) or pass another folder (images=DIR)",
+            param="images")
+    selected.sort(key=lambda p: p.relative_to(folder).as_posix())
+    skipped.sort(key=lambda s: s[0].relative_to(folder).as_posix())
+    if (warning := few_images_warning(len(selected))) is not None:
+        log.info(warning)
+        warnings.warn(warning, FewImagesWarning, stacklevel=2)
+    return selected, skipped
+
+
+def calibration_key(model_path, images: Sequence[str | os.PathLike], imgsz, method: str, batch: int, **params) -> str:
+    """Hash of everything the ranges depend on: model bytes, each image's bytes (in order), size, method, batch,
+    parameters, the ORT version. Changing one image changes the key (a stale cache is never reused)."""
+    return sha256_json({
+        "stage": STAGE,
+        "stage_version": STAGE_VERSION,
+        "model_sha256": sha256_file(model_path),
+        "images_sha256": [sha256_file(p) for p in images],
+        "imgsz": list(imgsz),
+        "method": method,
+        "batch": int(batch),
+        "params": params,
+        "onnxruntime": package_version("onnxruntime"),
+    })
+
+
+def _run_hw(info: ModelInfo, src: Path, imgsz) -> tuple[int, int]:
+    if imgsz is not None and info.static_hw and tuple(imgsz) != info.static_hw:
+        h, w = info.static_hw
+        raise InputError(f"{src}: its input is fixed at {h}x{w}; calibrate at that size (drop imgsz="
+                         f"{imgsz[0]},{imgsz[1]})", param="imgsz")
+    return info.run_hw(imgsz)
+
+
+def calibrate(onnx_path: str | os.PathLike, config: CalibrateConfig = CalibrateConfig(), *,
+              progress: bool = False) -> StageResult:
+    """Calibrate ``onnx_path`` on the images under ``config.images``: writes ``<name>.ranges.json`` (ranges, key,
+    selection, skipped files; the stage report) and ``<name>.calib.cache`` (TensorRT table) into ``config.out_dir``
+    (default: beside the model). Skipped when the key (model, each image, settings) is unchanged."""
+    cfg = config
+    src = Path(onnx_path)
+    info = ModelInfo.of_onnx(src)
+    hw = _run_hw(info, src, cfg.imgsz)
+    layout = Layout(Path(cfg.out_dir) if cfg.out_dir is not None else src.parent, Layout.of(src).name)
+    ranges_path, table_path = layout.ranges, layout.calib_table
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewImagesWarning)  # said once, in the report and by the caller
+        selected, skipped = select_images(cfg.images, cfg.num, cfg.seed)
+    header = table_header(cfg.trt_version)
+    bins = cfg.num_bins or DEFAULT_NUM_BINS
+    params = {"entropy": {"num_bins": bins, "num_quantized_bins": DEFAULT_QUANTIZED_BINS},
+              "percentile": {"num_bins": bins, "percentile": cfg.percentile}, "minmax": {}}[cfg.method]
+    params.update(tensors=list(cfg.tensors) if cfg.tensors is not None else None, table_header=header)
+    key = calibration_key(src, selected, hw, cfg.method, cfg.batch, **params)
+
+    def make(outputs: Outputs) -> dict:
+        t0 = time.perf_counter()
+        data = CalibrationData(selected, hw, cfg.batch, progress=progress)
+        ranges, notes = measure_ranges(src, data, cfg.method, cfg.percentile, cfg.num_bins, cfg.tensors,
+                                       DEFAULT_QUANTIZED_BINS)
+        outputs.path(table_path).write_text(format_ranges_table(ranges, header))
+        root = Path(cfg.images)
+        return {
+            "model": str(src), "method": cfg.method, "params": params, "imgsz": list(hw), "batch": cfg.batch,
+            "model_batch": info.batch, "seed": cfg.seed, "num_requested": cfg.num, "images_dir": str(root),
+            "images": [p.relative_to(root).as_posix() for p in selected],
+            "skipped": [{"path": p.relative_to(root).as_posix(), "reason": r} for p, r in skipped],
+            "warning": few_images_warning(len(selected)),
+            "padded_images": notes["padded_images"], "fallback_minmax": notes["fallback_minmax"],
+            "table": {"path": str(table_path), "header": header, "tensors": len(ranges)},
+            "seconds": {"collect": notes["collect_s"], "compute": notes["compute_s"],
+                        "total": round(time.perf_counter() - t0, 3)},
+            "versions": {p: package_version(p) for p in ("onnxruntime", "onnx", "numpy")},
+            "ranges": {k: [lo, hi] for k, (lo, hi) in ranges.items()},
+        }
+
+    return run_stage(STAGE, key, ranges_path, ranges_path, make, cfg.force)
+
+
+def load_ranges(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
+    """The ranges of a ``<name>.ranges.json`` written by :func:`calibrate`."""
+    report = read_json(path)
+    if not report or not isinstance(report.get("ranges"), dict):
+        raise InputError(f"{path}: not a calibration ranges file; rerun `trtbuild calibrate`")
+    return {k: (float(v[0]), float(v[1])) for k, v in report["ranges"].items()}

@@ -1,0 +1,97 @@
+"""``trtbuild eval``: mAP50, mAP50-95, per-class AP, P and R of any model artifact on a YOLO data set.
+
+Same protocol as ultralytics' ``val`` (conf 0.001, IoU 0.7, max_det 300, multi-label NMS, COCO 101-point
+AP) so figures are comparable; the preprocessing is the project's one letterbox, as at inference.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..artifacts import sha256_file, write_json_atomic
+from ..console import table
+from ..data.dataset import load_dataset, yolo_to_xyxy
+from ..data.metrics import DetectionMetrics
+from ..runtime.open import open_runner
+from ..trt.host import Host
+from ..vision.io import read_image
+from .predictor import Predictor
+
+
+def evaluate(
+    model: str | os.PathLike,
+    data: str | os.PathLike,
+    split: str = "val",
+    conf: float = 0.001,
+    iou: float = 0.7,
+    max_det: int = 300,
+    batch: int | None = None,
+    limit: int | None = None,
+    report: str | os.PathLike | None = None,
+    progress: bool = False,
+    host: Host | None = None,
+) -> dict:
+    """Evaluate ``model`` (.onnx or .engine) on ``split`` of ``data``; write ``report`` JSON if given."""
+    ds = load_dataset(data, split)
+    items = ds.items[:limit] if limit else ds.items
+    metrics = DetectionMetrics()
+    unreadable: list[str] = []
+    t0 = time.perf_counter()
+    with open_runner(model, host=host) as runner:
+        predictor = Predictor(runner, conf=conf, iou=iou, max_det=max_det, batch=batch, multi_label=True)
+        bar = None
+        if progress:
+            bar = tqdm(total=len(items), desc=f"eval {Path(model).name}", unit="img", leave=False)
+        for start in range(0, len(items), predictor.batch):
+            chunk = []
+            for path, labels in items[start : start + predictor.batch]:
+                image = read_image(path)
+                if image is None:
+                    unreadable.append(str(path))
+                    continue
+                chunk.append((image, labels))
+            dets = predictor.predict([im for im, _ in chunk]) if chunk else []
+            for (image, labels), det in zip(chunk, dets):
+                h, w = image.shape[:2]
+                metrics.update(det.boxes, det.scores, det.class_ids, yolo_to_xyxy(labels, w, h), labels[:, 0])
+            if bar is not None:
+                bar.update(len(items[start : start + predictor.batch]))
+        if bar is not None:
+            bar.close()
+        names = ds.names or predictor.names
+    result = metrics.compute(names)
+    out = {
+        "model": str(model),
+        "model_sha256": sha256_file(model),
+        "data": str(ds.yaml_file or data),
+        "split": split,
+        "imgsz": list(predictor.imgsz),
+        "conf": conf,
+        "iou": iou,
+        "max_det": max_det,
+        **result,
+        "unreadable_images": unreadable,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "ms_per_image": predictor.times.per_image_ms(),
+    }
+    if report:
+        write_json_atomic(report, out)
+    return out
+
+
+def format_eval(res: dict) -> str:
+    rows = [
+        ("all", res["n_images"], res["n_instances"], f"{res['precision']:.4f}", f"{res['recall']:.4f}",
+         f"{res['map50']:.4f}", f"{res['map50_95']:.4f}")
+    ]
+    for c in res["per_class"]:
+        rows.append((c["name"], c["images"], c["instances"], f"{c['precision']:.4f}", f"{c['recall']:.4f}",
+                     f"{c['map50']:.4f}", f"{c['map50_95']:.4f}"))
+    text = table(rows, ("class", "images", "instances", "P", "R", "mAP50", "mAP50-95"))
+    if res["unreadable_images"]:
+        text += f"\nskipped {len(res['unreadable_images'])} unreadable image(s)"
+    return text

@@ -1,0 +1,119 @@
+"""``trtbuild infer``: an image, a folder or a video through any model artifact → JSON lines + pictures.
+
+One JSON object per image or frame: ``path`` (plus ``frame`` for video), ``width``, ``height`` and
+``detections`` = ``[{box: [x1, y1, x2, y2], score, class_id, class_name}]`` in original pixels.
+Unreadable files in a folder are reported and skipped; the run never stops for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import cv2
+from tqdm import tqdm
+
+from ..artifacts import atomic_path
+from ..runtime.open import open_runner
+from ..trt.host import Host
+from ..vision.draw import draw_detections
+from ..vision.io import VIDEO_SUFFIXES, iter_sources, list_images
+from .predictor import Predictor
+
+
+def _count_frames(source: Path) -> int | None:
+    if source.is_dir():
+        return len(list_images(source)) or None
+    if source.suffix.lower() in VIDEO_SUFFIXES:
+        cap = cv2.VideoCapture(str(source))
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+        return n or None
+    return 1
+
+
+def _record(source_id: str, image, det, names) -> dict:
+    path, _, frame = source_id.partition("#")
+    rec = {"path": path}
+    if frame:
+        rec["frame"] = int(frame)
+    h, w = image.shape[:2]
+    rec.update(width=w, height=h, detections=det.to_list(names))
+    return rec
+
+
+def _annotated_name(source_id: str) -> str:
+    path, _, frame = source_id.partition("#")
+    stem = Path(path).stem
+    return f"{stem}_{int(frame):06d}.jpg" if frame else f"{stem}.jpg"
+
+
+def run_infer(
+    model: str | os.PathLike,
+    source: str | os.PathLike,
+    json_path: str | os.PathLike | None = None,
+    save_dir: str | os.PathLike | None = None,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    batch: int | None = None,
+    progress: bool = True,
+    on_skip: Callable[[Path, str], None] | None = None,
+    host: Host | None = None,
+) -> dict:
+    """Run detection over ``source``; returns a summary and (optionally) writes JSON lines and pictures.
+
+    The JSON file is written atomically at the end: an interrupted run leaves no partial file.
+    """
+    source = Path(source)
+    skipped: list[tuple[str, str]] = []
+
+    def skip(path: Path, reason: str) -> None:
+        skipped.append((str(path), reason))
+        if on_skip:
+            on_skip(path, reason)
+
+    frames = iter_sources(source, on_skip=skip)  # validates the source before any model is loaded
+    first = next(frames, None)
+    records: list[dict] = []
+    save = Path(save_dir) if save_dir else None
+    if save:
+        save.mkdir(parents=True, exist_ok=True)
+    with open_runner(model, host=host) as runner:
+        predictor = Predictor(runner, conf=conf, iou=iou, max_det=max_det, batch=batch)
+        bar = None
+        if progress:
+            bar = tqdm(total=_count_frames(source), desc=f"infer {source.name}", unit="img", leave=False)
+
+        def flush(chunk):
+            for (sid, image), det in zip(chunk, predictor.predict([im for _, im in chunk])):
+                records.append(_record(sid, image, det, predictor.names))
+                if save:
+                    cv2.imwrite(str(save / _annotated_name(sid)), draw_detections(image, det, predictor.names))
+            if bar is not None:
+                bar.update(len(chunk))
+
+        chunk = [first] if first is not None else []
+        for item in frames:
+            if len(chunk) == predictor.batch:
+                flush(chunk)
+                chunk = []
+            chunk.append(item)
+        if chunk:
+            flush(chunk)
+        if bar is not None:
+            bar.close()
+    if json_path:
+        with atomic_path(json_path, suffix=".jsonl") as tmp:
+            with open(tmp, "w") as f:
+                for rec in records:
+                    f.write(json.dumps(rec) + "\n")
+    return {
+        "images": len(records),
+        "detections": sum(len(r["detections"]) for r in records),
+        "skipped": skipped,
+        "records": records,
+        "ms_per_image": predictor.times.per_image_ms(),
+    }
