@@ -6,6 +6,10 @@ thing on every host, a TensorRT host included.
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
+import onnxruntime as ort
 from click.testing import CliRunner
 
 from trtbuild.cli import cli
@@ -50,6 +54,31 @@ def test_strict_turns_the_skip_into_an_error(tmp_path):
 def test_bad_precision_is_a_usage_error(tmp_path):
     result = run(["engine", "--precision", "int4", "--out-dir", str(tmp_path)])
     assert result.exit_code == 2 and "fp32, fp16, int8" in result.output
+
+
+def test_dynamic_hw_fp16_with_calibration_images_runs_end_to_end(tmp_path):
+    """Was a traceback (``int('height')``): the FP16 stage measured ranges at the ONNX's symbolic H, W."""
+    from .helpers import photo_folder
+
+    calib = photo_folder(tmp_path / "calib")
+    out = tmp_path / "engines"
+    args = ["engine", "--imgsz", "320,384", "--dynamic-hw", "--precision", "fp16", "--calib", str(calib),
+            "--out-dir", str(out)]
+    result = run(args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "yolov8n.fp16.json").read_text())
+    assert report["range_images"] == len(list(calib.iterdir()))  # ranges measured on the photos, not skipped
+    fp32, half = (ort.InferenceSession(str(out / f"yolov8n.{tag}.onnx")) for tag in ("sim", "fp16"))
+    for h, w in ((320, 384), (256, 320)):  # still dynamic in H and W, and computing what the FP32 model does
+        x = np.random.default_rng(h).random((1, 3, h, w), np.float32)
+        ref, got = (s.run(None, {"images": x})[0] for s in (fp32, half))
+        assert got.shape == ref.shape == (1, 84, sum((h // s) * (w // s) for s in (8, 16, 32)))
+        assert np.abs(got[:, :4] - ref[:, :4]).max() < 1.0 and np.abs(got[:, 4:] - ref[:, 4:]).max() < 0.01
+    key = json.loads((out / "yolov8n.export.json").read_text())["metadata"]
+    assert key["dynamic_hw"] == "True" and key["imgsz"] == "[320, 384]"
+    assert [line for line in result.output.splitlines() if line.startswith("engine    build skipped (fp16)")]
+    again = run(args)
+    assert again.output.count("is up to date") == 3, again.output  # export, simplify, fp16
 
 
 def test_engine_precision_all_writes_fp16_int8_and_table(tmp_path):

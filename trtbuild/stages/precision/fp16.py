@@ -181,7 +181,10 @@ def convert_fp16(
         if types.get(vi.name) == F32 and vi.name not in inits:
             home[vi.name] = io_type
     for node in graph.node:
-        if node.op_type == "Constant" or node.op_type in _ATTR_TYPED:
+        if node.op_type in _ATTR_TYPED:  # float32 by attribute (e.g. a dynamic graph's strides): Cast where needed
+            home.update({o: F32 for o in node.output if o and types.get(o) == F32})
+            continue
+        if node.op_type == "Constant":
             continue
         f16_vars: set[str] = set()
         ins: list[str] = []
