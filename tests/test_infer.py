@@ -271,3 +271,20 @@ def test_infer_all_pads_a_static_batch_and_drops_the_padding(exported_yolov8n):
 
     in_memory = OnnxRunner(onnx.load(str(exported_yolov8n)))
     np.testing.assert_array_equal(in_memory.infer_all(x[:1]), one_by_one[:1])
+
+
+def test_an_onnx_that_is_not_a_detector_is_one_line(synth_dir, tmp_path):
+    """A valid ONNX whose output is not a YOLOv8 head [B, 4+nc, A] is refused in one line naming the file."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, 3, 1, 1])
+    graph = helper.make_graph([helper.make_node("GlobalAveragePool", ["images"], ["pooled"], name="pool")],
+                              "not-yolo", [x], [y])
+    path = tmp_path / "classifier.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    result = CliRunner().invoke(cli, ["infer", str(path), str(synth_dir[0]), "--quiet"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: output [1, 3, 1, 1] is not a YOLOv8 detect head")

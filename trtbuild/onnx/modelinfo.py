@@ -13,7 +13,7 @@ from pathlib import Path
 
 import onnx
 
-from ..errors import UnsupportedModelError
+from ..errors import InputError, UnsupportedModelError
 from ..iospec import IOSpec
 from .graph import get_metadata, io_specs, load_onnx, parse_literal
 
@@ -89,3 +89,10 @@ class ModelInfo:
             model = load_onnx(model, check=False)
         inputs, outputs = io_specs(model)
         return cls.of(get_metadata(model), inputs, outputs, source)
+
+    def require_detect(self, source: str | Path) -> None:
+        """InputError unless the output is a raw YOLOv8 detect head ``[B, 4+nc, A]``."""
+        out = self.outputs[0].shape if self.outputs else ()
+        if self.end2end or len(out) != 3 or not (isinstance(out[1], int) and out[1] >= 5):
+            raise InputError(f"{source}: output {list(out)} is not a YOLOv8 detect head [B, 4+nc, A]; "
+                             "pass the raw export (not an end-to-end --nms model)")

@@ -61,6 +61,8 @@ class Predictor:
         self.runner = runner
         info = runner.info
         self.end2end = info.end2end
+        if not self.end2end:
+            info.require_detect(runner.path)  # one line for a model that is not a YOLOv8 detector
         self.names: dict[int, str] = info.names
         self.imgsz = info.run_hw(imgsz)
         self.batch = runner.static_batch or batch or 1
