@@ -53,8 +53,10 @@ $(CALIB_SYNTH): | $(STAMP)
 
 calib: $(CALIB_SYNTH)
 
+# The layer contract first (pyproject.toml [tool.importlinter]: no upward import, no cycle), then the tests.
 # pytest exits 5 when it collected no test: that is a failure here, never a silent pass.
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
