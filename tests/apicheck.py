@@ -73,13 +73,28 @@ class ApiList:
         return "not found"
 
 
+RTX = "rtx"  # TensorRT-RTX lists are named tensorrt_rtx-<version>.txt and versioned "rtx<version>" ("rtx1.7.1.116")
+
+
+def _list_file(version: str, lists_dir: Path) -> Path:
+    if version.startswith(RTX):
+        return lists_dir / f"tensorrt_rtx-{version[len(RTX):]}.txt"
+    return lists_dir / f"tensorrt-{version}.txt"
+
+
 def available_versions(lists_dir: Path = LISTS_DIR) -> list[str]:
+    """Standard TensorRT versions ("10.3.0", …) in order, then TensorRT-RTX ones ("rtx1.7.1.116")."""
     found = [p.name[len("tensorrt-"):-len(".txt")] for p in lists_dir.glob("tensorrt-*.txt")]
-    return sorted(found, key=lambda v: [int(x) for x in v.split(".")])
+    rtx = [RTX + p.name[len("tensorrt_rtx-"):-len(".txt")] for p in lists_dir.glob("tensorrt_rtx-*.txt")]
+    key = lambda v: [int(x) for x in v.removeprefix(RTX).split(".")]  # noqa: E731
+    return sorted(found, key=key) + sorted(rtx, key=key)
 
 
 def matches(spec: str, version: str) -> bool:
-    """``"10"`` and ``"10.13"`` match ``10.13.3.9``; ``"10.1"`` does not (whole components)."""
+    """``"10"`` and ``"10.13"`` match ``10.13.3.9``; ``"10.1"`` does not (whole components); ``"rtx1"`` matches
+    ``rtx1.7.1.116``; ``"rtx"`` matches every TensorRT-RTX version."""
+    if spec == RTX:
+        return version.startswith(RTX)
     return version.split(".")[: len(spec.split("."))] == spec.split(".")
 
 
@@ -89,7 +104,7 @@ def load_api(version: str, lists_dir: Path = LISTS_DIR) -> ApiList:
     if len(hits) != 1:
         raise LookupError(f"TensorRT {version}: {len(hits)} API lists match in {lists_dir} {hits}")
     api, section = ApiList(hits[0]), None
-    for line in (lists_dir / f"tensorrt-{hits[0]}.txt").read_text().splitlines():
+    for line in _list_file(hits[0], lists_dir).read_text().splitlines():
         if line.startswith("# "):
             key, sep, value = line[2:].partition(": ")
             if sep and re.fullmatch(r"[\w-]+", key):
@@ -127,9 +142,17 @@ def _chain(node: ast.AST, aliases: dict[str, str]) -> str | None:
     return None
 
 
+MODULES = ("tensorrt", "tensorrt_rtx")  # standard TensorRT and TensorRT-RTX: one API, checked per list
+
+
 def _is_tensorrt_import(value: ast.AST) -> bool:
-    return (isinstance(value, ast.Call) and ast.unparse(value.func) in ("importlib.import_module", "import_module")
-            and [ast.unparse(a) for a in value.args] in (["'tensorrt'"], ['"tensorrt"']))
+    """``importlib.import_module("tensorrt")`` (or "tensorrt_rtx"), or trtbuild's ``trt_module(flavor)``."""
+    if not isinstance(value, ast.Call):
+        return False
+    func = ast.unparse(value.func)
+    return func.split(".")[-1] == "trt_module" or (
+        func in ("importlib.import_module", "import_module")
+        and [ast.unparse(a).strip("'\"") for a in value.args] in ([m] for m in MODULES))
 
 
 class _Scan(ast.NodeVisitor):
@@ -182,7 +205,7 @@ class _Scan(ast.NodeVisitor):
         saved = dict(self.aliases), dict(self.types)
         for stmt in node.body:  # `import tensorrt as trt` inside the body also types the parameters' annotations
             if isinstance(stmt, ast.Import):
-                self.aliases.update({a.asname or a.name: "" for a in stmt.names if a.name == "tensorrt"})
+                self.aliases.update({a.asname or a.name: "" for a in stmt.names if a.name in MODULES})
         for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
             self.types.pop(arg.arg, None)
             self.aliases.pop(arg.arg, None)
@@ -200,11 +223,12 @@ class _Scan(ast.NodeVisitor):
     # -- bindings
     def visit_Import(self, node):
         for a in node.names:
-            if a.name == "tensorrt" or a.name.startswith("tensorrt."):
-                self.aliases[a.asname or "tensorrt"] = a.name.partition(".")[2] if a.asname else ""
+            root = a.name.partition(".")[0]
+            if root in MODULES:
+                self.aliases[a.asname or root] = a.name.partition(".")[2] if a.asname else ""
 
     def visit_ImportFrom(self, node):
-        if node.module == "tensorrt" and not node.level:
+        if node.module in MODULES and not node.level:
             for a in node.names:
                 self.aliases[a.asname or a.name] = a.name
                 self.use(a.name, node)

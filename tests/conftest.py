@@ -31,17 +31,21 @@ def _missing_trt_reason() -> str | None:
     return _missing_gpu_reason()
 
 
+def _missing_rtx_reason() -> str | None:
+    if importlib.util.find_spec("tensorrt_rtx") is None:
+        return "TensorRT-RTX is not installed (pip install tensorrt-rtx, or the 'rtx' extra)"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    gpu_reason = trt_reason = None
-    checked = False
+    reasons = None
     for item in items:
-        wants_gpu = "gpu" in item.keywords
-        wants_trt = "trt" in item.keywords
-        if not (wants_gpu or wants_trt):
+        wanted = [m for m in ("trt", "gpu", "rtx") if m in item.keywords]
+        if not wanted:
             continue
-        if not checked:
-            gpu_reason, trt_reason, checked = _missing_gpu_reason(), _missing_trt_reason(), True
-        reason = trt_reason if wants_trt else gpu_reason
+        if reasons is None:
+            reasons = {"gpu": _missing_gpu_reason(), "trt": _missing_trt_reason(), "rtx": _missing_rtx_reason()}
+        reason = next((reasons[m] for m in wanted if reasons[m]), None)
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
 

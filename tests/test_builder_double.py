@@ -258,7 +258,7 @@ def test_efficient_nms_parses_only_because_the_builder_loads_the_plugins(model, 
 def test_build_returning_none_is_a_build_error_with_the_logged_reason(model, host, tmp_path):
     trt, h = host("10.13.3.9")
     trt._double.fail_build = "9: Skipping tactic 0x1 due to insufficient memory on requested size of 4096 MiB"
-    with pytest.raises(BuildError, match=r"TensorRT could not build the fp16 engine \(9: Skipping tactic .*"
+    with pytest.raises(BuildError, match=r"TensorRT 10.13.3.9 could not build the fp16 engine \(9: Skipping tactic .*"
                                          r"4096 MiB\); try a larger workspace_mb \(--workspace-mb\)"):
         build(model, BuildConfig(precision="fp16", out_dir=tmp_path), host=h, progress=False)
     assert not list(tmp_path.glob("*.engine")) and not list(tmp_path.glob("*.json"))

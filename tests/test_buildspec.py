@@ -247,12 +247,13 @@ def test_parser_errors_name_their_nodes():
 
 
 def test_build_cli_without_tensorrt_says_how_to_install_and_writes_nothing(exported_yolov8n, tmp_path):
-    from trtbuild.trt.compat import tensorrt_info
+    from trtbuild.cuda.probe import CudaProbe
+    from trtbuild.trt.compat import TensorRTInfo
+    from trtbuild.trt.host import Host
 
-    if tensorrt_info().installed:
-        pytest.skip("TensorRT is installed here")
+    bare = Host(TensorRTInfo(False, error="not installed"), CudaProbe(error="no CUDA driver"))  # neither flavor
     out = tmp_path / "engines"
-    res = CliRunner().invoke(cli, ["build", str(exported_yolov8n), "--out-dir", str(out)])
+    res = CliRunner().invoke(cli, ["build", str(exported_yolov8n), "--out-dir", str(out)], obj=bare)
     assert res.exit_code == DependencyMissingError.exit_code
     assert "error: TensorRT is not installed" in res.output and "pip install --extra-index-url" in res.output
     assert not out.exists()

@@ -36,7 +36,7 @@ def test_engine_runs_cpu_stages_then_skips_build_in_one_line(tmp_path):
         p.name for p in tmp_path.iterdir()
     }
     skip_lines = [line for line in first.output.splitlines() if "build skipped" in line]
-    assert len(skip_lines) == 1 and "TensorRT is not installed" in skip_lines[0]
+    assert len(skip_lines) == 1 and "neither TensorRT nor TensorRT-RTX is installed" in skip_lines[0]
     assert skip_lines[0].startswith("engine    build skipped (fp16)")
     before = mtimes(tmp_path)
     second = run(args)

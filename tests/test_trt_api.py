@@ -15,6 +15,7 @@ from . import apicheck
 from .api_uses import API_USES
 
 VERSIONS = ("10.3.0", "10.13.3.9", "11.4.0.106")
+RTX = "rtx1.7.1.116"  # tests/trt_api/tensorrt_rtx-1.7.1.116.txt, read from the installed module (test_rtx.py)
 COMMON = ("IExecutionContext.execute_async_v3", "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name",
           "IExecutionContext.set_input_shape", "IExecutionContext.set_tensor_address",
           "ICudaEngine.create_engine_inspector", "Runtime.deserialize_cuda_engine",
@@ -32,8 +33,13 @@ def apis():
     return {v: apicheck.load_api(v) for v in VERSIONS}
 
 
-def test_lists_cover_the_three_versions():
-    assert apicheck.available_versions() == list(VERSIONS)
+def test_lists_cover_the_three_versions_and_tensorrt_rtx():
+    assert apicheck.available_versions() == [*VERSIONS, RTX]
+    rtx = apicheck.load_api("rtx1")
+    assert rtx.version == RTX and "IBuilderConfig.set_compute_capability" in rtx
+    assert apicheck.matches("rtx1", RTX) and apicheck.matches("rtx", RTX) and not apicheck.matches("11", RTX)
+    for name in WEAK_TYPING[:4] + ("init_libnvinfer_plugins",):  # RTX has no calibrators (it has the function)
+        assert (name in rtx) == (name == "init_libnvinfer_plugins"), name
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -21,6 +21,7 @@ CALIB_METHODS = ("entropy", "percentile", "minmax")
 INT8_MODES = ("auto", "qdq", "table", "calibrate")
 HW_COMPAT = ("none", "ampere+", "same-cc")
 NMS_VARIANTS = ("onnx", "efficient")
+TRT_FLAVORS = ("auto", "tensorrt", "rtx")
 DEFAULT_PERCENTILE = 99.999
 DEFAULT_TRT_TABLE_VERSION = "10.3.0"  # JetPack 6, the oldest TensorRT that still reads implicit-INT8 tables here
 _RUN_FIELDS = ("force", "out_dir", "name", "out", "strict")
@@ -45,6 +46,24 @@ def parse_imgsz(value: int | str | tuple | list, param: str = "imgsz") -> tuple[
         raise InputError(f"{param}={value!r}: expected one or two positive multiples of 32 (e.g. 640 or 384,640)",
                          param=param)
     return hw  # type: ignore[return-value]
+
+
+def parse_target_cc(value: str | tuple | list) -> tuple[str, ...]:
+    """``"8.6,8.9,12"`` or ``("8.6", 12.0)`` → ``("8.6", "8.9", "12.0")``; ``current`` is kept as a word."""
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    out = []
+    for item in (i.strip() for i in items if str(i).strip()):
+        if item != "current":
+            try:
+                major, _, minor = item.partition(".")
+                item = f"{int(major)}.{int(minor or 0)}"
+            except ValueError:
+                raise InputError(f"target_cc={value!r}: expected compute capabilities like 8.6,8.9,12.0 or current",
+                                 param="target_cc") from None
+        out.append(item)
+    if not out:
+        raise InputError(f"target_cc={value!r}: name at least one compute capability (e.g. 8.6)", param="target_cc")
+    return tuple(dict.fromkeys(out))
 
 
 def parse_precisions(value: str) -> list[str]:
@@ -199,6 +218,8 @@ class BuildConfig(StageConfig):
     strongly_typed: bool | None = None  # None: decided by the TensorRT version (compat)
     nms: str | None = None  # None, "onnx" (NonMaxSuppression) or "efficient" (EfficientNMS_TRT)
     calib_images: str = str(DEFAULT_CALIB)  # int8_mode "calibrate": the images TensorRT calibrates on
+    flavor: str = "auto"  # tensorrt (10.x/11.x), rtx (TensorRT-RTX), auto: tensorrt where it imports, else rtx
+    target_cc: tuple[str, ...] | None = None  # rtx: compute capabilities ("8.6", …, "current"); None: portable set
     out_dir: Path = DEFAULT_OUT_DIR
     name: str | None = None  # engine base name [default: the ONNX's model name]
 
@@ -206,6 +227,9 @@ class BuildConfig(StageConfig):
         _choice("precision", self.precision, PRECISIONS)
         _choice("int8_mode", self.int8_mode, INT8_MODES)
         _choice("hardware_compat", self.hardware_compat, HW_COMPAT)
+        _choice("flavor", self.flavor, TRT_FLAVORS)
+        if self.target_cc is not None:
+            object.__setattr__(self, "target_cc", parse_target_cc(self.target_cc))
         if self.nms is not None:
             _choice("nms", self.nms, NMS_VARIANTS)
         if not 0 <= self.opt_level <= 5:
@@ -289,6 +313,8 @@ class PipelineConfig:
     calib_method: str = "entropy"
     data: Path | None = None  # YOLO data set for the accuracy budget and the precision report
     max_map_drop: float = 1.0  # points of mAP50-95 the INT8 model may lose against FP32
+    flavor: str = "auto"  # the engines' TensorRT flavor (BuildConfig.flavor)
+    target_cc: tuple[str, ...] | None = None  # TensorRT-RTX targets (BuildConfig.target_cc)
     strict: bool = False
     force: bool = False
 
@@ -296,6 +322,9 @@ class PipelineConfig:
         for p in self.precisions:
             _choice("precision", p, PRECISIONS)
         _choice("calib_method", self.calib_method, CALIB_METHODS)
+        _choice("flavor", self.flavor, TRT_FLAVORS)
+        if self.target_cc is not None:
+            object.__setattr__(self, "target_cc", parse_target_cc(self.target_cc))
 
     @property
     def out_dir(self) -> Path:

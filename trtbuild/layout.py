@@ -111,9 +111,16 @@ class Layout:
         return self.file(f".precision.{ext}")
 
     # engines
-    def engine(self, precision: str, nms: str | None = None, dla_core: int | None = None) -> Path:
-        suffix = f".{precision}" + ("-nms" if nms else "") + (f".dla{dla_core}" if dla_core is not None else "")
+    def engine(self, precision: str, nms: str | None = None, dla_core: int | None = None,
+               flavor: str = "tensorrt") -> Path:
+        """``NAME.PREC[-nms][.dlaN][.rtx].engine``: a TensorRT-RTX engine never overwrites a standard one."""
+        suffix = (f".{precision}" + ("-nms" if nms else "") + (f".dla{dla_core}" if dla_core is not None else "")
+                  + (".rtx" if flavor == "rtx" else ""))
         return self.file(f"{suffix}.engine")
+
+    def runtime_cache(self, engine: Path) -> Path:
+        """TensorRT-RTX's runtime cache (its JIT results on this GPU) beside ``engine``."""
+        return engine.with_name(engine.name + ".runtime.cache")
 
     @property
     def timing_cache(self) -> Path:

@@ -3,9 +3,13 @@ flags), option callbacks, and the export options used by ``export`` and ``engine
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import click
 
-from ..config import DEFAULT_OPSET, DEFAULT_OUT_DIR, parse_imgsz
+from .. import config
+from ..config import DEFAULT_OPSET, DEFAULT_OUT_DIR, TRT_FLAVORS, parse_imgsz
 from ..errors import TrtbuildError
 from ..trt.host import Host, probe_host
 
@@ -18,11 +22,18 @@ def flag_for(param: str) -> str:
     return FLAGS.get(param, "--" + param.replace("_", "-"))
 
 
+# every parameter a library message may name as ``param=value``: the fields of the stage configs
+PARAMS = {f.name for c in (config.ExportConfig, config.SimplifyConfig, config.NmsConfig, config.FP16Config,
+                           config.CalibrateConfig, config.Int8Config, config.BuildConfig, config.BudgetConfig,
+                           config.ReportConfig, config.PipelineConfig) for f in dataclasses.fields(c)}
+PARAMS |= set(FLAGS) | {"imgsz", "batches", "warmup", "iters", "max_det", "conf", "iou"}
+_PARAM_RE = re.compile(r"(?<![\w.-])([a-z][a-z0-9_]*)=")
+
+
 def error_line(exc: TrtbuildError) -> str:
-    """``error: <message>`` with the parameter the message names spelled as its flag."""
-    message = str(exc)
-    if exc.param:
-        message = message.replace(f"{exc.param}=", f"{flag_for(exc.param)} ")
+    """``error: <message>`` with every parameter the message names as ``param=`` spelled as its flag."""
+    message = _PARAM_RE.sub(lambda m: f"{flag_for(m.group(1))} " if m.group(1) in PARAMS | {exc.param} else m.group(0),
+                            str(exc))
     return f"error: {message}"
 
 
@@ -52,6 +63,17 @@ def with_options(options):
         return f
 
     return deco
+
+
+FLAVOR_OPTIONS = [
+    click.option("--flavor", type=click.Choice(TRT_FLAVORS), default="auto", show_default=True,
+                 help="tensorrt: standard TensorRT 10.x/11.x, builds for this host's GPU; rtx: TensorRT-RTX, builds "
+                      "ahead of time without a GPU, engines run on RTX GPUs only; auto: tensorrt where it is "
+                      "installed, else rtx."),
+    click.option("--target-cc", default=None,
+                 help="TensorRT-RTX: compute capabilities to build for, e.g. 8.6,8.9,12.0 (7.5 8.0 8.6 8.9 12.0 "
+                      "12.1, or current: this host's GPU) [default: 8.6,8.9,12.0, NVIDIA's portable set]."),
+]
 
 
 EXPORT_OPTIONS = [

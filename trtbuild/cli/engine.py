@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 from ..artifacts import write_bytes_atomic, write_json_atomic
-from ..config import DEFAULT_CALIB, DEFAULT_OUT_DIR, HW_COMPAT, INT8_MODES, BuildConfig
+from ..config import DEFAULT_CALIB, DEFAULT_OUT_DIR, HW_COMPAT, INT8_MODES, TRT_FLAVORS, BuildConfig
 from ..errors import InputError
+from ..layout import layers_path
 from ..trt.builder import build
+from ..trt.check import check, require_ok
 from ..trt.inspect import format_markdown, format_text, inspect_path, plot_histogram
-from .common import current_host, imgsz_option
+from .common import FLAVOR_OPTIONS, current_host, imgsz_option, with_options
 from .present import describe
 
 
@@ -46,18 +49,20 @@ from .present import describe
 @click.option("--nms", type=click.Choice(["onnx", "efficient"]),
               help="End-to-end engine with NMS in the graph: onnx (NonMaxSuppression; TensorRT 11) or efficient "
                    "(EfficientNMS_TRT plugin; TensorRT 10). Output [B, max_det, 6].")
+@with_options(FLAVOR_OPTIONS)
 @click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False),
               help="Where the engine, its sidecar and the timing cache go.")
 @click.option("--name", default=None, help="Engine base name [default: the ONNX's model name].")
 @click.option("--force", is_flag=True, help="Rebuild even when an up-to-date engine exists.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def build_cmd(onnx, precision, int8_mode, calib, min_batch, opt_batch, max_batch, min_hw, opt_hw, max_hw,
-                  workspace_mb, opt_level, hardware_compat, version_compatible, dla_core, no_gpu_fallback, typing, nms,
-                  out_dir, name, force, no_progress):
-    """Build a TensorRT engine from ONNX: OUT_DIR/NAME.PRECISION.engine + .engine.json sidecar + .layers.json.
+              workspace_mb, opt_level, hardware_compat, version_compatible, dla_core, no_gpu_fallback, typing, nms,
+              flavor, target_cc, out_dir, name, force, no_progress):
+    """Build a TensorRT engine from ONNX: OUT_DIR/NAME.PRECISION[.rtx].engine + .engine.json sidecar (+ .layers.json).
 
-    Skipped when an engine with the same key (ONNX content, precision, profiles, flags, TensorRT version,
-    GPU) exists; --force rebuilds. Needs TensorRT and a GPU (`trtbuild doctor` says what this host has).
+    Skipped when an engine with the same key (ONNX content, precision, profiles, flags, TensorRT flavor and
+    version, GPU or target compute capabilities) exists; --force rebuilds. Standard TensorRT needs a GPU;
+    TensorRT-RTX (`pip install tensorrt-rtx`) builds on any host (`trtbuild doctor` says what this host has).
     """
     path = Path(onnx)
     if not path.is_file():
@@ -67,13 +72,40 @@ def build_cmd(onnx, precision, int8_mode, calib, min_batch, opt_batch, max_batch
         min_hw=min_hw, opt_hw=opt_hw, max_hw=max_hw, workspace_mb=workspace_mb, opt_level=opt_level,
         hardware_compat=hardware_compat, version_compatible=version_compatible, dla_core=dla_core,
         gpu_fallback=not no_gpu_fallback, strongly_typed={"auto": None, "strong": True, "weak": False}[typing],
-        nms=nms, calib_images=str(calib), out_dir=Path(out_dir), name=name, force=force)
+        nms=nms, calib_images=str(calib), flavor=flavor, target_cc=target_cc, out_dir=Path(out_dir), name=name,
+        force=force)
     res = build(path, options, host=current_host(), progress=not no_progress)
     click.echo(describe(res))
     if not res.skipped:
         for note in res.report.get("notes", []):
             click.echo(f"note: {note}")
-        click.echo(f"sidecar: {res.report_path}; layers: `trtbuild inspect {res.output}`")
+        layers = f"; layers: `trtbuild inspect {res.output}`" if layers_path(res.output).is_file() else ""
+        click.echo(f"sidecar: {res.report_path}{layers}")
+
+
+@click.command("check")
+@click.argument("onnx", type=click.Path(dir_okay=False))
+@click.option("--flavor", type=click.Choice(TRT_FLAVORS), default="auto", show_default=True,
+              help="The TensorRT to check with [auto: the one a build would use].")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@click.option("--force", is_flag=True, help="Check again even when the file and TensorRT are unchanged.")
+def check_cmd(onnx, flavor, as_json, force):
+    """Preflight: parse ONNX with the installed TensorRT (TensorRT-RTX on a CPU host) and say what it makes of it.
+
+    Reports nodes the parser cannot import (name, operator), the layer count, the input profile a build would use,
+    whether the Q/DQ pairs became quantize layers, and layers the flavor cannot build. Exit 2 when it finds any
+    problem. Example: trtbuild check engines/shapes-yolov8n.int8.onnx
+    """
+    res = check(onnx, flavor, host=current_host(), force=force)
+    r = res.report
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+    else:
+        click.echo(describe(res))
+        click.echo("inputs: " + ", ".join(f"{i['name']}{i['shape']} {i['dtype']}" for i in r["inputs"])
+                   + (f"; profile {r['profiles']}" if r.get("profiles") else f"; {r.get('profile_note', '')}"))
+        click.echo("layers: " + ", ".join(f"{t} {n}" for t, n in list(r["layer_types"].items())[:12]))
+    require_ok(res)
 
 
 @click.command("inspect")

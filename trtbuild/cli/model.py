@@ -23,7 +23,7 @@ from ..stages.nms import nms_stage
 from ..stages.simplify import simplify
 from ..tasks.doctor import doctor, format_doctor
 from ..tasks.pipeline import run_pipeline
-from .common import EXPORT_OPTIONS, current_host, with_options
+from .common import EXPORT_OPTIONS, FLAVOR_OPTIONS, current_host, with_options
 from .present import describe
 
 
@@ -94,9 +94,10 @@ def doctor_cmd(as_json):
               help="YOLO data set (data.yaml or its folder) for the INT8 accuracy budget and the precision report.")
 @click.option("--max-map-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Points of mAP50-95 INT8 may lose vs FP32 before layers fall back (needs --data).")
+@with_options(FLAVOR_OPTIONS)
 @click.option("--strict", is_flag=True, help="Fail when a stage must be skipped on this host (e.g. no TensorRT).")
 def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, precision, calib, calib_num,
-               calib_method, data, max_map_drop, strict):
+               calib_method, data, max_map_drop, flavor, target_cc, strict):
     """Run the whole pipeline for MODEL: every stage whose inputs changed, as far as this host allows."""
     try:
         precisions = tuple(parse_precisions(precision))
@@ -112,6 +113,8 @@ def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
         calib_method=calib_method,
         data=Path(data) if data else None,
         max_map_drop=max_map_drop,
+        flavor=flavor,
+        target_cc=target_cc,
         strict=strict,
         force=force,
     )

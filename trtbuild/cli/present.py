@@ -11,6 +11,7 @@ from pathlib import Path
 from ..artifacts import StageResult
 from ..console import human_bytes, table
 from ..stages.precision.table import amax
+from ..trt.compat import LABELS
 
 
 def _export(res: StageResult) -> str:
@@ -76,13 +77,25 @@ def _report(res: StageResult) -> str:
 
 def _build(res: StageResult) -> str:
     meta = res.report
+    label = f"{LABELS[meta.get('flavor', 'tensorrt')]} {meta['tensorrt_version']}"
     if res.skipped:
-        return f"engine    {res.output} is up to date ({meta['precision']}, TensorRT {meta['tensorrt_version']})"
+        return f"engine    {res.output} is up to date ({meta['precision']}, {label})"
     prof = ", ".join(f"{k} {v[0]}→{v[2]}" for k, v in meta["profiles"].items() if v[0] != v[2]) or "static shapes"
     source = os.path.normpath(Path(res.output).parent / meta["source_onnx"])
+    where = (f"for sm {', '.join(meta['target_compute_capabilities'])}, no GPU needed"
+             if meta.get("target_compute_capabilities") else f"on {meta['gpu']['name']}")
     return (f"engine    {source} → {res.output} ({human_bytes(meta['engine_bytes'])}, "
-            f"{meta['precision']}, {meta['typing']} typing, {prof}, TensorRT {meta['tensorrt_version']} on "
-            f"{meta['gpu']['name']}, {meta['build_seconds']:.1f} s)")
+            f"{meta['precision']}, {meta['typing']} typing, {prof}, {label} {where}, {meta['build_seconds']:.1f} s)")
+
+
+def _check(res: StageResult) -> str:
+    r = res.report
+    if res.skipped:
+        return f"check     {r['input']} is up to date ({r['tensorrt']}: {'ok' if r['ok'] else 'problems'})"
+    q = r["qdq"]
+    qdq = (f", {q['quantize_layers']}/{q['onnx_quantize']} Q/DQ pairs accepted" if q["onnx_quantize"] else "")
+    verdict = "ok" if r["ok"] else f"{len(r['problems'])} problem(s): {r['problems'][0]}"
+    return f"check     {r['input']}: {r['tensorrt']} parsed {r['layers']} layers{qdq}; {verdict}"
 
 
 def _nms(res: StageResult) -> str:
@@ -91,7 +104,7 @@ def _nms(res: StageResult) -> str:
 
 
 _LINES = {"export": _export, "simplify": _simplify, "calibrate": _calibrate, "budget": _budget, "report": _report,
-          "build": _build, "nms": _nms}
+          "build": _build, "nms": _nms, "check": _check}
 
 
 def describe(res: StageResult | str, label: str | None = None) -> str:

@@ -22,7 +22,9 @@ from ..cuda.letterbox import make_letterboxer
 from ..cuda.plan import BufferPlan, check_profile, plan_buffers
 from ..errors import EngineRunError
 from ..iospec import IOSpec
-from ..trt.engine_file import check_engine, deserialize
+from ..layout import Layout
+from ..trt.compat import trt_module
+from ..trt.engine_file import RuntimeCache, check_engine, deserialize, engine_flavor, execution_contexts
 from ..trt.host import Host, probe_host
 from .base import Runner
 
@@ -32,31 +34,40 @@ def _dims(shape) -> tuple:
 
 
 class TrtRunner(Runner):
-    """Runs a TensorRT engine; ``streams`` > 1 enables the pipelined mode of ``infer_many``."""
+    """Runs a TensorRT or TensorRT-RTX engine; ``streams`` > 1 enables the pipelined mode of ``infer_many``.
+
+    TensorRT-RTX engines compile their kernels for this GPU when loaded (JIT): the result is kept in a runtime cache
+    beside the engine (``<engine>.runtime.cache``), loaded next time; ``rtx_cuda_graphs`` turns on RTX's own
+    whole-graph CUDA capture (the pycuda ``use_graph`` capture is the standard-TensorRT one)."""
 
     takes_frames = True  # infer_frames: GPU letterbox straight into the engine's input buffer
 
     def __init__(self, path: str | Path, device: int = 0, streams: int = 1, use_graph: bool = False,
-                 mapped: bool | None = None, host: Host | None = None):
+                 mapped: bool | None = None, host: Host | None = None, rtx_cuda_graphs: bool = False):
         self.path = Path(path)
         host = host or probe_host()
         meta = check_engine(self.path, host)  # refuses a mismatched engine before TensorRT is imported
-        host.require_tensorrt()
-        import tensorrt as trt
-
+        self.flavor = engine_flavor(self.path, meta)
+        host.require_tensorrt(self.flavor)
+        trt = trt_module(self.flavor)
         require_pycuda()
         self.sidecar = meta or {}
         self.metadata = dict(self.sidecar.get("metadata") or {})
         self.ctx = CudaContext(device)
         self.mapped = self.ctx.integrated if mapped is None else mapped  # Jetson: zero-copy host memory
         self.streams, self.use_graph = streams, use_graph
-        self._backend = f"TensorRT {trt.__version__} ({self.ctx.name}{', mapped' if self.mapped else ''})"
+        self._backend = f"{host.info(self.flavor).label} ({self.ctx.name}{', mapped' if self.mapped else ''})"
+        self.runtime_cache: RuntimeCache | None = None
         with self.ctx:
-            self._runtime, loaded = deserialize(self.path, host)
+            self._runtime, loaded = deserialize(self.path, host, self.flavor)
             engine: trt.ICudaEngine = loaded
             self.engine: trt.ICudaEngine = loaded
+            if self.flavor == "rtx":
+                self.runtime_cache = RuntimeCache(engine, Layout.of(self.path).runtime_cache(self.path),
+                                                  rtx_cuda_graphs)
             # one execution context per stream: a context must not run on two streams at once
-            self.contexts: list[trt.IExecutionContext] = [engine.create_execution_context() for _ in range(streams)]
+            self.contexts: list[trt.IExecutionContext] = execution_contexts(engine, self.flavor, streams,
+                                                                            self.runtime_cache)
         self.context: trt.IExecutionContext = self.contexts[0]
         self._slot_context: dict[int, object] = {}
         self._inputs: list[IOSpec] = []
@@ -202,7 +213,9 @@ class TrtRunner(Runner):
             if self._executor is not None:
                 self._executor.close()
             self._executor = None
-            del self.context, self.contexts, self._slot_context, self.engine, self._runtime
+            if self.runtime_cache is not None:  # what the JIT compiled on this GPU, for the next run
+                self.runtime_cache.save()
+            del self.context, self.contexts, self._slot_context, self.engine, self._runtime, self.runtime_cache
         self.ctx.close()
         self.ctx = None
 

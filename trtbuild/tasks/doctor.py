@@ -11,6 +11,7 @@ from pathlib import Path
 from ..artifacts import package_version
 from ..console import human_bytes
 from ..errors import INSTALL_HINT
+from ..trt.compat import RTX_INSTALL_HINT
 from ..trt.host import Host, probe_host
 
 
@@ -27,7 +28,7 @@ def doctor(host: Host | None = None) -> dict:
     """Everything ``trtbuild doctor`` prints, as a dict (also its ``--json`` output), for ``host`` (default: probe
     this one, pycuda included)."""
     host = host or probe_host(pycuda=True)
-    trt, cuda = host.tensorrt, host.cuda
+    trt, rtx, cuda = host.tensorrt, host.rtx, host.cuda
     pycuda_ok, pycuda_text = host.pycuda.usable, host.pycuda.text
     have = {name: find_spec(mod) is not None for name, mod in (
         ("ultralytics", "ultralytics"), ("torch", "torch"), ("onnx", "onnx"),
@@ -46,18 +47,30 @@ def doctor(host: Host | None = None) -> dict:
             trt.installed and gpu and pycuda_ok,
             why_no_engine or (None if pycuda_ok else f"pycuda {pycuda_text}"),
         ),
+        "build TensorRT-RTX engines (ahead of time, no GPU needed)": (
+            rtx.installed, f"TensorRT-RTX {rtx.error}; {RTX_INSTALL_HINT}"),
+        "run TensorRT-RTX engines (RTX GPUs, pycuda runtime)": (
+            rtx.installed and gpu and pycuda_ok,
+            f"TensorRT-RTX {rtx.error}; {RTX_INSTALL_HINT}" if not rtx.installed else (
+                cuda.error if not gpu else (None if pycuda_ok else f"pycuda {pycuda_text}"))),
     }
     return {
         "python": sys.version.split()[0],
         "platform": f"{platform.system()} {platform.machine()}",
         "jetson": _jetson_model(),
         "packages": {p: package_version(p) or "not installed" for p in (
-            "trtbuild", "numpy", "onnx", "onnxruntime", "onnxsim", "ultralytics", "torch")},
+            "trtbuild", "numpy", "onnx", "onnxruntime", "onnxsim", "ultralytics", "torch", "tensorrt-rtx")},
         "tensorrt": {
             "installed": trt.installed,
             "version": trt.version,
             "status": trt.version if trt.installed else trt.error,
             "typing": trt.typing_summary(),
+        },
+        "tensorrt_rtx": {
+            "installed": rtx.installed,
+            "version": rtx.version,
+            "status": rtx.version if rtx.installed else rtx.error,
+            "typing": rtx.typing_summary(),
         },
         "pycuda": {"usable": pycuda_ok, "status": pycuda_text},
         "cuda_driver": cuda.driver_version,
@@ -68,12 +81,14 @@ def doctor(host: Host | None = None) -> dict:
 
 
 def format_doctor(info: dict) -> str:
-    trt = info["tensorrt"]
+    trt, rtx = info["tensorrt"], info["tensorrt_rtx"]
     lines = [
         f"Python:       {info['python']} ({info['platform']})",
         *(f"{name + ':':<13} {ver}" for name, ver in info["packages"].items()),
         f"TensorRT:     {trt['status'] if trt['installed'] else 'not installed'}"
         + (f" — {trt['typing']}" if trt["installed"] else f" ({INSTALL_HINT})"),
+        f"TensorRT-RTX: {rtx['status'] if rtx['installed'] else 'not installed'}"
+        + (f" — {rtx['typing']}" if rtx["installed"] else f" ({RTX_INSTALL_HINT})"),
         f"pycuda:       {info['pycuda']['status']}",
         f"CUDA driver:  {info['cuda_driver'] or info['cuda_error']}",
     ]

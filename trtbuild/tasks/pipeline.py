@@ -24,6 +24,8 @@ from ..stages.precision.fp16 import fp16
 from ..stages.precision.int8 import int8, qdq_tensors
 from ..stages.simplify import simplify
 from ..trt.builder import build
+from ..trt.buildspec import choose_source
+from ..trt.check import check, require_ok
 from ..trt.host import Host, probe_host
 from .budget import fit_budget
 from .report import precision_report
@@ -99,7 +101,7 @@ def run_pipeline(cfg: PipelineConfig, host: Host | None = None, on_result: OnRes
     on_result("simplify", sim)
     info = ModelInfo.of_onnx(sim.output)  # the geometry every later stage uses
     _precision_stages(cfg, sim.output, info, out, on_result, progress)
-    blocker = host.build_blocker()
+    blocker = host.build_blocker(cfg.flavor)
     if blocker:
         message = f"build skipped ({','.join(cfg.precisions)}): {blocker}"
         if cfg.strict:
@@ -107,10 +109,17 @@ def run_pipeline(cfg: PipelineConfig, host: Host | None = None, on_result: OnRes
         out.engine_skipped = blocker
         on_result("engine", f"engine    {message}; the ONNX artifacts above are ready for a TensorRT host")
         return out
-    for p in cfg.precisions:  # one engine per precision, cached by key: a no-op when nothing changed
-        options = BuildConfig(precision=p, max_batch=cfg.export.batch if info.dynamic_batch else None,
-                              opt_hw=info.run_hw() if info.dynamic_hw else None, out_dir=cfg.out_dir,
-                              force=cfg.force)
+    flavor = host.flavor(cfg.flavor)
+    configs = {p: BuildConfig(precision=p, max_batch=cfg.export.batch if info.dynamic_batch else None,
+                              opt_hw=info.run_hw() if info.dynamic_hw else None, flavor=flavor,
+                              target_cc=cfg.target_cc, out_dir=cfg.out_dir, force=cfg.force)
+               for p in cfg.precisions}
+    for source in dict.fromkeys(choose_source(sim.output, c, host.info(flavor))[0] for c in configs.values()):
+        checked = check(source, flavor, host=host, force=cfg.force)  # what this TensorRT makes of it, first
+        out.stages[f"check {source.name}"] = checked
+        on_result("check", checked)
+        require_ok(checked)
+    for p, options in configs.items():  # one engine per precision, cached by key: a no-op when nothing changed
         out.engines[p] = build(sim.output, options, host=host, progress=progress)
         on_result("engine", out.engines[p])
     return out

@@ -16,7 +16,7 @@ from ..config import BuildConfig
 from ..errors import InputError
 from ..iospec import IOSpec
 from ..layout import Layout, layers_path, model_name, sidecar_path
-from .compat import TensorRTInfo
+from .compat import TensorRTInfo, refuse_unsupported
 from .host import Target
 
 DEFAULT_WORKSPACE_MB = 4096
@@ -36,9 +36,11 @@ class BuildPlan:
     calib_table: Path | None
     profiles: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
     workspace_bytes: int
-    timing_cache: Path
+    timing_cache: Path | None  # None where the flavor has no timing cache (TensorRT-RTX)
     notes: list[str] = field(default_factory=list)
     build_input: Path | None = None  # the ONNX `trtbuild build` was given (source may be a sibling artifact)
+    flavor: str = "tensorrt"
+    targets: tuple[str, ...] = ()  # TensorRT-RTX: the compute capabilities the engine is built for
 
     @property
     def sidecar(self) -> Path:
@@ -60,7 +62,7 @@ def choose_source(onnx: Path, options: BuildConfig, trt: TensorRTInfo) -> tuple[
     strong_ok = trt.strong_typing_solid
     weak_ok = trt.weak_typing
     if options.strongly_typed is False and not weak_ok:
-        raise InputError(f"TensorRT {trt.version} builds strongly typed networks only: weak typing (strongly_typed "
+        raise InputError(f"{trt.label} builds strongly typed networks only: weak typing (strongly_typed "
                          "False, --typing weak) is not available; use auto or strong")
     prefer_strong = options.strongly_typed if options.strongly_typed is not None else (strong_ok or not weak_ok)
     layout = Layout.of(onnx)
@@ -71,7 +73,7 @@ def choose_source(onnx: Path, options: BuildConfig, trt: TensorRTInfo) -> tuple[
     if p == "fp16":
         typed = onnx if given == ".fp16.onnx" else layout.fp16
         if prefer_strong:
-            _need(typed, "fp16", f"TensorRT {trt.version} builds FP16 only from the typed ONNX")
+            _need(typed, "fp16", f"{trt.label} builds FP16 only from the typed ONNX")
             return typed, "strong", [], None
         src = onnx if given != ".fp16.onnx" else _plain(layout)
         return src, "weak", ["FP16"], None
@@ -152,6 +154,7 @@ def make_profiles(inputs: Sequence[IOSpec], options: BuildConfig) -> dict:
 def plan_build(onnx: Path, inputs: Sequence[IOSpec], options: BuildConfig, trt: TensorRTInfo, target: Target,
                calib_table: Path | None = None) -> BuildPlan:
     """All build decisions for ``onnx`` on ``target``; raises InputError for what cannot be built there."""
+    refuse_unsupported(trt, options)
     source, typing, flags, int8_source = choose_source(onnx, options, trt)
     notes = []
     if options.dla_core is not None:
@@ -172,14 +175,15 @@ def plan_build(onnx: Path, inputs: Sequence[IOSpec], options: BuildConfig, trt: 
     workspace_mb = options.workspace_mb or (DEFAULT_WORKSPACE_MB_INTEGRATED if target.integrated
                                             else DEFAULT_WORKSPACE_MB)
     out = Layout(Path(options.out_dir), options.name or model_name(onnx))
-    engine = out.engine(options.precision, options.nms, options.dla_core)
+    engine = out.engine(options.precision, options.nms, options.dla_core, trt.flavor)
     return BuildPlan(source=source, engine=engine, options=options, typing=typing, flags=flags,
                      int8_source=int8_source, calib_table=calib_table if int8_source in ("table", "calibrate")
                      else None, profiles=make_profiles(inputs, options), workspace_bytes=workspace_mb << 20,
-                     timing_cache=out.timing_cache, notes=notes, build_input=onnx)
+                     timing_cache=out.timing_cache if trt.timing_cache else None, notes=notes, build_input=onnx,
+                     flavor=trt.flavor, targets=target.targets)
 
 
-def parser_error_message(source: Path, errors: Sequence[Mapping]) -> str:
+def parser_error_message(source: Path, errors: Sequence[Mapping], label: str = "TensorRT") -> str:
     """One message for TensorRT ONNX parser errors, each with its node name, operator and description."""
     lines = []
     for e in errors[:10]:
@@ -187,7 +191,7 @@ def parser_error_message(source: Path, errors: Sequence[Mapping]) -> str:
         op = f" ({e['op']})" if e.get("op") else ""
         lines.append(f"{where}{op}: {e.get('desc', '').strip()}" if where else e.get("desc", "").strip())
     more = f" (+{len(errors) - 10} more)" if len(errors) > 10 else ""
-    return (f"{source}: TensorRT's ONNX parser failed on {len(errors)} node(s){more}: " + " | ".join(lines) +
+    return (f"{source}: {label}'s ONNX parser failed on {len(errors)} node(s){more}: " + " | ".join(lines) +
             "; re-export with a supported opset (`trtbuild export --opset 17`) or check the model")
 
 

@@ -10,10 +10,12 @@ import sys
 
 from tqdm import tqdm
 
+from .compat import trt_module
 
-def make_logger():
+
+def make_logger(flavor: str = "tensorrt"):
     """A TensorRT logger that keeps errors (for the one-line failure message) and prints warnings once."""
-    import tensorrt as trt
+    trt = trt_module(flavor)
 
     class Logger(trt.ILogger):
         def __init__(self):
@@ -31,9 +33,9 @@ def make_logger():
     return Logger()
 
 
-def progress_monitor():
+def progress_monitor(flavor: str = "tensorrt"):
     """tqdm bars fed by TensorRT's IProgressMonitor (one per build phase, nested by depth)."""
-    import tensorrt as trt
+    trt = trt_module(flavor)
 
     class Monitor(trt.IProgressMonitor):
         def __init__(self):

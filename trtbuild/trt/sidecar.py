@@ -17,11 +17,13 @@ from ..layout import Layout, model_name, sidecar_path
 from ..onnx.graph import parse_literal
 from ..version import version_tuple
 from .buildspec import BuildPlan
+from .compat import LABELS
 from .host import Target
 
 
 def cache_key(plan: BuildPlan, target: Target, source_sha: str, table_sha: str | None = None) -> str:
-    """Same key ⇒ same engine: the ONNX content, precision, typing, profiles, flags, TensorRT version, GPU."""
+    """Same key ⇒ same engine: the ONNX content, precision, typing, profiles, flags, TensorRT flavor and version,
+    and the GPU it was built on (standard TensorRT) or the compute capabilities it targets (TensorRT-RTX)."""
     opts = plan.options.to_dict()
     opts.pop("profiling_verbosity")  # changes what the inspector shows, not the engine's kernels
     if plan.int8_source != "calibrate":
@@ -30,6 +32,7 @@ def cache_key(plan: BuildPlan, target: Target, source_sha: str, table_sha: str |
         "onnx": source_sha, "options": opts, "typing": plan.typing, "flags": sorted(plan.flags),
         "int8": plan.int8_source, "table": table_sha, "profiles": plan.profiles, "workspace": plan.workspace_bytes,
         "trt": target.trt_version, "gpu": target.gpu_name, "cc": target.compute_capability,
+        **({"flavor": plan.flavor, "targets": list(plan.targets)} if plan.flavor != "tensorrt" else {}),
     })
 
 
@@ -51,9 +54,11 @@ def sidecar(plan: BuildPlan, target: Target, *, source_sha: str, metadata: Mappi
         "end2end": bool(plan.options.nms),
         "io": list(io),
         "profiles": {k: [list(s) for s in v] for k, v in plan.profiles.items()},
+        "flavor": plan.flavor,
         "tensorrt_version": target.trt_version,
-        "gpu": {"name": target.gpu_name, "compute_capability": target.compute_capability,
-                "integrated": target.integrated},
+        "target_compute_capabilities": list(plan.targets) or None,
+        "gpu": None if plan.flavor == "rtx" else {"name": target.gpu_name, "compute_capability":
+                                                  target.compute_capability, "integrated": target.integrated},
         "dla_core": plan.options.dla_core,
         "hardware_compat": plan.options.hardware_compat,
         "version_compatible": plan.options.version_compatible,
@@ -85,22 +90,28 @@ def _cc(v: str) -> tuple[int, ...]:
 
 
 def engine_mismatch(meta: Mapping, trt_version: str | None, gpu_name: str | None, cc: str | None) -> str | None:
-    """Why an engine with sidecar ``meta`` cannot run on this host, or None.
+    """Why an engine with sidecar ``meta`` cannot run on this host (``trt_version``: of the engine's flavor here),
+    or None.
 
     TensorRT engines are tied to the TensorRT version that built them (a version-compatible engine runs on
     the same major, same or newer version) and to the GPU model (hardware compatibility 'same-cc' relaxes
-    that to the compute capability, 'ampere+' to any Ampere or newer GPU).
+    that to the compute capability, 'ampere+' to any Ampere or newer GPU). A TensorRT-RTX engine runs on the
+    GPUs of the compute capabilities it was built for.
     """
     problems = []
+    label = LABELS.get(meta.get("flavor", "tensorrt"), "TensorRT")
     built = meta.get("tensorrt_version")
     if built and trt_version:
         bv, hv = version_tuple(built), version_tuple(trt_version)
         if meta.get("version_compatible"):
             if bv[:1] != hv[:1] or hv < bv:
-                problems.append(f"TensorRT {built} (version-compatible: runs on {bv[0]}.x ≥ {built}) "
+                problems.append(f"{label} {built} (version-compatible: runs on {bv[0]}.x ≥ {built}) "
                                 f"vs {trt_version} here")
         elif bv != hv:
-            problems.append(f"TensorRT {built} vs {trt_version} here")
+            problems.append(f"{label} {built} vs {trt_version} here")
+    targets = meta.get("target_compute_capabilities") or []
+    if targets and cc and _cc(cc) not in {_cc(t) for t in targets}:
+        problems.append(f"compute capabilities {', '.join(targets)} vs {gpu_name} (sm {cc}) here")
     gpu = meta.get("gpu") or {}
     if gpu and gpu_name and cc:
         compat = meta.get("hardware_compat", "none")

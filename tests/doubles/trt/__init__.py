@@ -57,6 +57,7 @@ from .builder import (
     _IBuilderConfig,
     _IInt8Calibrator,
     _IInt8EntropyCalibrator2,
+    _ILayer,
     _ILogger,
     _INetworkDefinition,
     _IOptimizationProfile,
@@ -74,7 +75,7 @@ __all__ = ["_TEMPLATES", "DoubleState", "describe_engine", "make_tensorrt"]
 _TEMPLATES.update({
     "ILogger": _ILogger, "IProgressMonitor": _IProgressMonitor, "IInt8Calibrator": _IInt8Calibrator,
     "IInt8EntropyCalibrator2": _IInt8EntropyCalibrator2, "Builder": _Builder, "OnnxParser": _OnnxParser,
-    "ParserError": _ParserError, "INetworkDefinition": _INetworkDefinition, "ITensor": _ITensor,
+    "ParserError": _ParserError, "INetworkDefinition": _INetworkDefinition, "ITensor": _ITensor, "ILayer": _ILayer,
     "IBuilderConfig": _IBuilderConfig, "ITimingCache": _ITimingCache, "Dims": _Dims,
     "IOptimizationProfile": _IOptimizationProfile, "IHostMemory": _HostMemory, "Runtime": _Runtime,
     "ICudaEngine": _ICudaEngine, "EngineInspector": _EngineInspector, "IExecutionContext": _IExecutionContext})

@@ -131,6 +131,21 @@ class _INetworkDefinition(_Obj):
     def num_layers(self):
         return len(self._model.graph.node) if self._model is not None else 0
 
+    def get_layer(self, index):
+        """One "layer" per ONNX node (the double does not fuse or split), typed after the node's operator."""
+        return self._st.new("ILayer", _op=self._model.graph.node[index].op_type)
+
+
+_LAYER_TYPES = {"Conv": "CONVOLUTION", "QuantizeLinear": "QUANTIZE", "DequantizeLinear": "DEQUANTIZE",
+                "NonMaxSuppression": "NMS", "EfficientNMS_TRT": "PLUGIN_V2", "Concat": "CONCATENATION",
+                "Sigmoid": "ACTIVATION", "Softmax": "SOFTMAX", "Resize": "RESIZE", "MaxPool": "POOLING"}
+
+
+class _ILayer(_Obj):
+    @property
+    def type(self):
+        return self._st.member("LayerType", _LAYER_TYPES.get(self._op, "ELEMENTWISE"))
+
 
 class _ITensor(_Obj):
     @property
