@@ -37,14 +37,28 @@ def _missing_rtx_reason() -> str | None:
     return None
 
 
+def _missing_triton_reason() -> str | None:
+    if importlib.util.find_spec("tritonclient") is None:
+        return "tritonclient is not installed (the 'triton' extra; make install)"
+    from trtbuild.errors import DependencyMissingError
+    from trtbuild.serve.triton_server import find_kit
+
+    try:
+        find_kit()
+    except DependencyMissingError as exc:
+        return str(exc)
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     reasons = None
     for item in items:
-        wanted = [m for m in ("trt", "gpu", "rtx") if m in item.keywords]
+        wanted = [m for m in ("trt", "gpu", "rtx", "triton") if m in item.keywords]
         if not wanted:
             continue
         if reasons is None:
-            reasons = {"gpu": _missing_gpu_reason(), "trt": _missing_trt_reason(), "rtx": _missing_rtx_reason()}
+            reasons = {"gpu": _missing_gpu_reason(), "trt": _missing_trt_reason(), "rtx": _missing_rtx_reason(),
+                       "triton": _missing_triton_reason()}
         reason = next((reasons[m] for m in wanted if reasons[m]), None)
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))

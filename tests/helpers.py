@@ -47,8 +47,9 @@ def photos() -> dict[str, np.ndarray]:
     return {p.name: cv2.imread(str(p)) for p in ultralytics_photos() + skimage_photos()}
 
 
-def export_calibrated_model(out_dir: Path, images: list[np.ndarray]) -> Path:
-    """yolov8n.yaml (seeded random weights) exported to a 640×640 ONNX whose scores depend on the image.
+def export_calibrated_model(out_dir: Path, images: list[np.ndarray], imgsz: int = 640, dynamic: bool = False) -> Path:
+    """yolov8n.yaml (seeded random weights) exported to an ``imgsz`` ONNX whose scores depend on the image
+    (``dynamic``: batch, height and width dynamic, ultralytics' ``dynamic=True``).
 
     An untouched random head gives near-constant scores (nothing passes conf 0.25), so before export the
     BatchNorm statistics are recomputed on ``images`` and the class bias lowered: scores and boxes then vary
@@ -68,7 +69,7 @@ def export_calibrated_model(out_dir: Path, images: list[np.ndarray]) -> Path:
             m.momentum = None  # cumulative average over the one calibration batch
     net.train()
     with torch.no_grad():
-        net(torch.stack([torch.from_numpy(letterbox(img, 640)[0]) for img in images]))
+        net(torch.stack([torch.from_numpy(letterbox(img, imgsz)[0]) for img in images]))
     net.eval()
     with torch.no_grad():
         for branch in net.model[-1].cv3:
@@ -79,7 +80,7 @@ def export_calibrated_model(out_dir: Path, images: list[np.ndarray]) -> Path:
     cwd = os.getcwd()
     os.chdir(out_dir)  # ultralytics writes the export next to the model name, i.e. into the cwd
     try:
-        path = Path(yolo.export(format="onnx", imgsz=640, simplify=False, verbose=False))
+        path = Path(yolo.export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=False, verbose=False))
     finally:
         os.chdir(cwd)
     return path if path.is_absolute() else out_dir / path

@@ -299,6 +299,49 @@ class ReportConfig(StageConfig):
         _at_least("limit", self.limit, 1)
 
 
+DEPLOY_BACKENDS = ("auto", "tensorrt", "onnxruntime", "python")
+
+
+@dataclass(frozen=True)
+class DeployConfig(StageConfig):
+    """A Triton model repository: the detector, a preprocess and a postprocess model, and the ensemble of the three."""
+
+    out: Path = Path("model_repository")
+    name: str | None = None  # the detector's model name [default: the model file's base name]
+    backend: str = "auto"  # auto: tensorrt (an engine) / onnxruntime (an ONNX); python: trtbuild's ONNX Runtime runner
+    max_batch: int | None = None  # Triton's max_batch_size [default: the engine profile's max batch; 8 for an ONNX]
+    instances: int = 1  # model instances (per GPU where gpus are given)
+    gpus: tuple[int, ...] | None = None
+    max_queue_delay_us: int = 500  # how long dynamic batching waits to fill a batch
+    preferred_batch: tuple[int, ...] | None = None  # [default: the profile's opt and max batch]
+    cuda_graphs: bool = False  # tensorrt_plan: optimization { cuda { graphs: true } }
+    warmup: int = 0  # zero-image warm-up requests Triton sends the detector at load
+    conf: float = 0.25  # the postprocess model's thresholds (those of `trtbuild infer`)
+    iou: float = 0.7
+    max_det: int = 300
+    config_override: str | None = None  # a config.pbtxt fragment merged into the detector's config
+
+    def __post_init__(self):
+        object.__setattr__(self, "out", Path(self.out))
+        _choice("backend", self.backend, DEPLOY_BACKENDS)
+        _at_least("instances", self.instances, 1)
+        if self.max_batch is not None:
+            _at_least("max_batch", self.max_batch, 1)
+        if self.preferred_batch is not None:
+            object.__setattr__(self, "preferred_batch", tuple(int(b) for b in self.preferred_batch))
+            if not self.preferred_batch or min(self.preferred_batch) < 1:
+                raise InputError(f"preferred_batch={self.preferred_batch}: give positive batch sizes, e.g. 4,8",
+                                 param="preferred_batch")
+        _at_least("max_queue_delay_us", self.max_queue_delay_us, 0)
+        _at_least("warmup", self.warmup, 0)
+        _at_least("max_det", self.max_det, 1)
+        if self.gpus is not None:
+            object.__setattr__(self, "gpus", tuple(int(g) for g in self.gpus))
+        for param, value in (("conf", self.conf), ("iou", self.iou)):
+            if not 0 <= value <= 1:
+                raise InputError(f"{param}={value}: must lie in [0, 1]", param=param)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """``make engine``: every stage from a model file to engines, as far as this host allows."""

@@ -52,6 +52,14 @@ class EngineRunError(TrtbuildError):
     """TensorRT or CUDA failed while loading or running an engine (not a user input problem)."""
 
 
+class ServerError(TrtbuildError):
+    """An inference server could not be reached, stopped answering, or refused a request."""
+
+
+class ServerGoneError(ServerError):
+    """No server answers at the address (never started, stopped, killed, unreachable)."""
+
+
 class DependencyMissingError(TrtbuildError):
     """An optional dependency (TensorRT, pycuda, a CUDA driver) is not available on this host."""
 

@@ -15,7 +15,8 @@ from ..trt.host import Host, probe_host
 
 # library parameter → CLI flag, where the flag is not just "--" + the parameter with dashes
 FLAGS = {"images": "--images", "calib_images": "--calib", "strongly_typed": "--typing", "batches": "--batch",
-         "sensitivity_images": "--num-images", "variant": "--nms", "trt_version": "--trt-version"}
+         "sensitivity_images": "--num-images", "variant": "--nms", "trt_version": "--trt-version",
+         "max_queue_delay_us": "--queue-delay-us"}
 
 
 def flag_for(param: str) -> str:
@@ -25,8 +26,9 @@ def flag_for(param: str) -> str:
 # every parameter a library message may name as ``param=value``: the fields of the stage configs
 PARAMS = {f.name for c in (config.ExportConfig, config.SimplifyConfig, config.NmsConfig, config.FP16Config,
                            config.CalibrateConfig, config.Int8Config, config.BuildConfig, config.BudgetConfig,
-                           config.ReportConfig, config.PipelineConfig) for f in dataclasses.fields(c)}
-PARAMS |= set(FLAGS) | {"imgsz", "batches", "warmup", "iters", "max_det", "conf", "iou"}
+                           config.ReportConfig, config.PipelineConfig, config.DeployConfig) for f in dataclasses.fields(c)}
+PARAMS |= set(FLAGS) | {"imgsz", "batches", "warmup", "iters", "max_det", "conf", "iou", "batch", "triton",
+                        "concurrency", "requests"}
 _PARAM_RE = re.compile(r"(?<![\w.-])([a-z][a-z0-9_]*)=")
 
 

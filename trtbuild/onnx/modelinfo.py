@@ -93,6 +93,8 @@ class ModelInfo:
     def require_detect(self, source: str | Path) -> None:
         """InputError unless the output is a raw YOLOv8 detect head ``[B, 4+nc, A]``."""
         out = self.outputs[0].shape if self.outputs else ()
-        if self.end2end or len(out) != 3 or not (isinstance(out[1], int) and out[1] >= 5):
+        # ultralytics' dynamic export declares the channel axis symbolically: its class names then say 4 + nc
+        channels_ok = len(out) == 3 and (out[1] >= 5 if isinstance(out[1], int) else bool(self.names))
+        if self.end2end or not channels_ok:
             raise InputError(f"{source}: output {list(out)} is not a YOLOv8 detect head [B, 4+nc, A]; "
                              "pass the raw export (not an end-to-end --nms model)")

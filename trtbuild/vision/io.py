@@ -34,12 +34,26 @@ def read_image(path: str | Path) -> np.ndarray | None:
         data = np.fromfile(str(path), dtype=np.uint8)  # works for non-ASCII paths, unlike cv2.imread on Windows
     except OSError:
         return None
-    if data.size == 0:
+    return decode_image(data)
+
+
+def decode_image(data: bytes | np.ndarray) -> np.ndarray | None:
+    """Decode encoded image bytes (JPEG, PNG, …) to BGR uint8 (H, W, 3); None if they are not an image."""
+    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data)
+    if buf.size == 0:
         return None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None or img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
         return None
     return img
+
+
+def encode_png(frame: np.ndarray) -> bytes:
+    """Lossless PNG bytes of a BGR frame: decoding them gives the same pixels back (frames sent to a server)."""
+    ok, buf = cv2.imencode(".png", frame, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise InputError(f"cannot encode a frame of shape {frame.shape} as PNG")
+    return buf.tobytes()
 
 
 def iter_video(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
