@@ -13,6 +13,7 @@ from .config import (
     BudgetConfig,
     BuildConfig,
     CalibrateConfig,
+    DeployConfig,
     ExportConfig,
     FP16Config,
     Int8Config,
@@ -30,7 +31,9 @@ from .stages.precision.fp16 import fp16
 from .stages.precision.int8 import int8
 from .stages.simplify import simplify
 from .tasks.bench import run_bench as bench
+from .tasks.bench_triton import run_bench_triton as bench_triton
 from .tasks.budget import fit_budget as budget
+from .tasks.deploy import deploy_triton, deploy_ultralytics
 from .tasks.doctor import doctor
 from .tasks.evaluate import evaluate
 from .tasks.infer import run_infer as infer
@@ -44,7 +47,8 @@ from .version import __version__
 __all__ = [
     "__version__", "StageResult", "Host", "probe_host",
     "ExportConfig", "SimplifyConfig", "NmsConfig", "FP16Config", "CalibrateConfig", "Int8Config", "BuildConfig",
-    "BudgetConfig", "ReportConfig", "PipelineConfig",
+    "BudgetConfig", "ReportConfig", "PipelineConfig", "DeployConfig",
     "export", "simplify", "nms", "fp16", "calibrate", "int8", "build", "budget", "report", "run_pipeline",
     "Runner", "open_runner", "Predictor", "infer", "evaluate", "bench", "doctor",
+    "deploy_triton", "deploy_ultralytics", "bench_triton",
 ]

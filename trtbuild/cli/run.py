@@ -10,6 +10,7 @@ import click
 from ..config import DEFAULT_OUT_DIR
 from ..tasks.bench import run_bench
 from ..tasks.bench_report import format_bench, write_bench_report
+from ..tasks.bench_triton import run_bench_triton
 from ..tasks.evaluate import evaluate, format_eval
 from ..tasks.infer import run_infer
 from .common import current_host, imgsz_option
@@ -27,17 +28,25 @@ from .common import current_host, imgsz_option
 @click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1), help="Boxes per image.")
 @click.option("--batch", default=None, type=click.IntRange(min=1),
               help="Images per call for dynamic-batch models [default: the model's static batch, else 1].")
+@click.option("--triton", default=None, metavar="URL",
+              help="Send the images to a Triton server (grpc://host:8001 or http://host:8000); MODEL is then the "
+                   "name given to `trtbuild deploy triton`.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def infer_cmd(model, source, json_path, save_dir, conf, iou, max_det, batch, quiet):
+def infer_cmd(model, source, json_path, save_dir, conf, iou, max_det, batch, triton, quiet):
     """Detect objects in SOURCE (an image, a folder of images or a video) with MODEL (.onnx or .engine).
 
     Without --json, detections are printed as JSON lines on stdout.
+
+    \b
+    Examples:
+      trtbuild infer engines/yolov8n.fp16.engine photos/ --json dets.jsonl --save annotated/
+      trtbuild infer --triton grpc://localhost:8001 yolov8n street.mp4
     """
     def on_skip(path, reason):
         click.echo(f"skipped {path}: {reason}", err=True)
 
     res = run_infer(model, source, json_path, save_dir, conf, iou, max_det, batch, progress=not quiet,
-                    on_skip=on_skip, host=current_host())
+                    on_skip=on_skip, host=None if triton else current_host(), triton=triton)
     if not json_path:
         for rec in res["records"]:
             click.echo(json.dumps(rec))
@@ -88,8 +97,16 @@ def _batches(ctx, param, value):
 @click.argument("models", metavar="MODEL [MODEL ...]", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--batch", "batches", default=None, callback=_batches,
               help="Batch sizes, e.g. 1,2,4 [default: 1, plus each static-batch model's own batch].")
-@click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0), help="Untimed calls first.")
+@click.option("--warmup", default=None, type=click.IntRange(min=0),
+              help="Untimed calls first [default: 10; with --triton, 2 per client].")
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1), help="Timed calls.")
+@click.option("--triton", default=None, metavar="URL",
+              help="Load-test the model deployed on this Triton server (grpc://host:8001 or http://host:8000); "
+                   "MODEL is the deployed name.")
+@click.option("--concurrency", default="1,8", show_default=True, callback=_batches,
+              help="With --triton: concurrent clients per level; the first level is the baseline.")
+@click.option("--requests", default=50, show_default=True, type=click.IntRange(min=1),
+              help="With --triton: requests per client at each level.")
 @click.option("--images", default=None, type=click.Path(),
               help="Folder of images to cycle through [default: ultralytics' bus.jpg and zidane.jpg].")
 @click.option("--imgsz", default=None, callback=imgsz_option,
@@ -102,12 +119,32 @@ def _batches(ctx, param, value):
 @click.option("--cpu-preprocess", is_flag=True,
               help="Letterbox on the CPU for TensorRT engines too [default: GPU letterbox into the input buffer].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def bench_cmd(models, batches, warmup, iters, images, imgsz, conf, iou, out_dir, name, cpu_preprocess, quiet):
+def bench_cmd(models, batches, warmup, iters, triton, concurrency, requests, images, imgsz, conf, iou, out_dir, name,
+              cpu_preprocess, quiet):
     """Time MODEL(s) end to end (letterbox → infer → decode/NMS) per batch size; the first model is the baseline.
 
     Reports latency percentiles, throughput, time per stage and device memory, and ratios against the first
-    model, in OUT_DIR/NAME.bench.{json,md,png}.
+    model, in OUT_DIR/NAME.bench.{json,md,png}. With --triton, the deployed MODEL is load-tested instead: at each
+    --concurrency level, that many clients send --requests requests each; the report adds errors, wall-clock
+    throughput and the batch sizes the server's dynamic batcher formed.
+
+    \b
+    Examples:
+      trtbuild bench engines/yolov8n.sim.onnx engines/yolov8n.fp16.engine --batch 1,8
+      trtbuild bench --triton grpc://localhost:8001 yolov8n --concurrency 1,8 --requests 50
     """
+    if triton:
+        if len(models) != 1:
+            raise click.BadParameter("with --triton, give one MODEL: the name it was deployed under",
+                                     param_hint="MODEL")
+        batch = batches[0] if batches else 1
+        result = run_bench_triton(triton, models[0], concurrency, requests, 2 if warmup is None else warmup, batch,
+                                  images, progress=not quiet)
+        files = write_bench_report(result, Path(out_dir), name or f"{models[0]}.triton")
+        click.echo(format_bench(result))
+        click.echo(f"report {files['md']}, {files['png']}, {files['json']}")
+        return
+    warmup = 10 if warmup is None else warmup
     paths = [Path(m) for m in models]
     result = run_bench(paths, batches, warmup, iters, images, imgsz, conf, iou, progress=not quiet,
                        gpu_preprocess=not cpu_preprocess, host=current_host())

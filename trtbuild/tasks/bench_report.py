@@ -12,6 +12,7 @@ from ..artifacts import atomic_path, write_bytes_atomic, write_json_atomic
 from ..console import table
 from ..layout import Layout
 from .bench import STAGES
+from .bench_triton import batch_histogram_text
 
 STAGE_COLORS = {"preprocess": "#4C72B0", "h2d": "#8172B2", "compute": "#C44E52", "d2h": "#937860",
                 "other": "#AAAAAA", "postprocess": "#55A868"}
@@ -38,8 +39,13 @@ def _rows(result: dict, skipped: bool = False) -> list[tuple]:
 def markdown(result: dict, name: str) -> str:
     """The report as Markdown: settings, host, the table, skipped batches, ratios and how to read it."""
     s, h = result["settings"], result["host"]
+    if result.get("triton"):
+        intro = (f"{s['model']} served by Triton at {s['url']}: at each concurrency, that many clients send "
+                 f"{s['iters']} requests each ({s['batches'][0]} image(s) per request) after {s['warmup']} warm-up, on ")
+    else:
+        intro = f"{s['iters']} timed batch calls after {s['warmup']} warm-up per model and batch, on "
     lines = [f"# Benchmark: {name}", "",
-             f"{s['iters']} timed batch calls after {s['warmup']} warm-up per model and batch, on "
+             intro +
              f"{len(s['images'])} image(s) ({', '.join(Path(p).name for p in s['images'][:4])}"
              f"{', …' if len(s['images']) > 4 else ''}); conf {s['conf']}, iou {s['iou']}; {result['created']}.", "",
              f"Host: {h['cpu']} ({h['cpu_count']} logical cores), {h['platform']}; onnxruntime {h['onnxruntime']}, "
@@ -55,9 +61,21 @@ def markdown(result: dict, name: str) -> str:
         lines += ["", "## Skipped and notes", ""]
         lines += [f"- {label}, batch {r['batch']}: {r['reason']}" for label, r in skipped]
         lines += [f"- {label}: {n}" for label, n in notes]
+    if result.get("triton"):
+        lines += ["", "## Server", ""] + [f"- {t}" for t in batch_histogram_text(result)]
     if result["ratios"]:
-        lines += ["", "## Against the baseline (first model, same run, median latency)", ""]
+        what = "throughput" if result.get("triton") else "median latency"
+        lines += ["", f"## Against the baseline (first row, same run, {what})", ""]
         lines += [f"- {r['text']}" for r in result["ratios"]]
+    if result.get("triton"):
+        lines += ["", "## How to read it", "",
+                  "- Latency: the client's round trip per request (ms), percentiles over every request of the level; "
+                  "img/s = images answered / wall-clock time of the level.",
+                  "- Stage columns, from the server's statistics: *pre* = the preprocess model (decode + letterbox), "
+                  "*compute* = the detector, *post* = the postprocess model (decode + NMS), mean ms per request "
+                  "(a batched execution's time shared among its requests); *other* = the rest of the round trip "
+                  "(network, queueing, the ensemble)."]
+        return "\n".join(lines) + "\n"
     lines += ["", "## How to read it", "",
               "- Latency: milliseconds per batch call, end to end (letterbox + infer + decode/NMS), percentiles "
               "over the timed calls; img/s = images / total time of the timed calls.",
@@ -129,5 +147,7 @@ def format_bench(result: dict) -> str:
     lines = [table(_rows(result), HEADER)]
     lines += [f"skipped {m['label']} batch {r['batch']}: {r['reason']}"
               for m in result["models"] for r in m["results"] if r["status"] != "ok"]
+    if result.get("triton"):
+        lines += batch_histogram_text(result)
     lines += [r["text"] for r in result["ratios"]]
     return "\n".join(lines)

@@ -7,8 +7,10 @@ Unreadable files in a folder are reported and skipped; the run never stops for t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
@@ -17,10 +19,12 @@ from tqdm import tqdm
 
 from ..artifacts import atomic_path
 from ..runtime.open import open_runner
+from ..serve.triton_client import TritonClient
 from ..trt.host import Host
 from ..vision.draw import draw_detections
 from ..vision.io import VIDEO_SUFFIXES, iter_sources, list_images
 from .predictor import Predictor
+from .remote import TritonPredictor
 
 
 def _count_frames(source: Path) -> int | None:
@@ -50,6 +54,19 @@ def _annotated_name(source_id: str) -> str:
     return f"{stem}_{int(frame):06d}.jpg" if frame else f"{stem}.jpg"
 
 
+@contextlib.contextmanager
+def open_predictor(model: str | os.PathLike, triton: str | None = None, host: Host | None = None,
+                   **options) -> Iterator[Predictor | TritonPredictor]:
+    """A predictor for ``model``: a local file's runner, or with ``triton`` (a server URL) the deployed model of
+    that name on the server; closed on exit."""
+    if triton:
+        with TritonClient(triton, str(model)) as client:
+            yield TritonPredictor(client, **options)
+    else:
+        with open_runner(model, host=host) as runner:
+            yield Predictor(runner, **options)
+
+
 def run_infer(
     model: str | os.PathLike,
     source: str | os.PathLike,
@@ -62,10 +79,12 @@ def run_infer(
     progress: bool = True,
     on_skip: Callable[[Path, str], None] | None = None,
     host: Host | None = None,
+    triton: str | None = None,
 ) -> dict:
     """Run detection over ``source``; returns a summary and (optionally) writes JSON lines and pictures.
 
-    The JSON file is written atomically at the end: an interrupted run leaves no partial file.
+    ``triton``: a server URL (``grpc://host:8001``, ``http://host:8000``); ``model`` is then the name of a model
+    deployed there by ``trtbuild deploy triton``. The JSON file is written atomically at the end: an interrupted run leaves no partial file.
     """
     source = Path(source)
     skipped: list[tuple[str, str]] = []
@@ -81,8 +100,7 @@ def run_infer(
     save = Path(save_dir) if save_dir else None
     if save:
         save.mkdir(parents=True, exist_ok=True)
-    with open_runner(model, host=host) as runner:
-        predictor = Predictor(runner, conf=conf, iou=iou, max_det=max_det, batch=batch)
+    with open_predictor(model, triton, host, conf=conf, iou=iou, max_det=max_det, batch=batch) as predictor:
         bar = None
         if progress:
             bar = tqdm(total=_count_frames(source), desc=f"infer {source.name}", unit="img", leave=False)
