@@ -26,12 +26,20 @@ def skimage_photos() -> list[Path]:
     return [data / n for n in names if (data / n).is_file()]
 
 
+def extra_photos() -> list[Path]:
+    """More scikit-image pictures, of the kinds calibration folders hold: two colour JPEGs, two grayscale PNGs and
+    an RGBA PNG (read as BGR like any other)."""
+    data = package_dir("skimage") / "data"
+    names = ["hubble_deep_field.jpg", "retina.jpg", "camera.png", "coins.png", "logo.png"]
+    return [data / n for n in names if (data / n).is_file()]
+
+
 def photo_folder(folder: Path) -> Path:
-    """``folder`` (created) holding copies of the real photos above: a small calibration-images folder."""
+    """``folder`` (created) holding copies of the real photos above (12): a small calibration-images folder."""
     import shutil
 
     folder.mkdir(parents=True, exist_ok=True)
-    for photo in ultralytics_photos() + skimage_photos():
+    for photo in ultralytics_photos() + skimage_photos() + extra_photos():
         shutil.copy(photo, folder / photo.name)
     return folder
 

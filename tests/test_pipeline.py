@@ -104,7 +104,7 @@ def test_engine_precision_all_writes_fp16_int8_and_table(tmp_path):
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in fp16.graph.initializer)
     header, scales = parse_table(out / "yolov8n.calib.cache")
     assert header.startswith("TRT-") and "images" in scales
-    assert "calibrate warning: only" in result.output  # 7 images: the tool says why that is too few
+    assert "calibrate warning: only" in result.output  # 12 images: the tool says why that is too few
     skip = [line for line in result.output.splitlines() if "build skipped" in line]
     assert len(skip) == 1 and "(fp32,fp16,int8)" in skip[0]
     again = run(args)

@@ -124,13 +124,13 @@ def test_pycuda_list_is_what_the_script_extracts_from_the_sdist():
 def test_int8_calibrate_mode_calibrates_live_then_reuses_tensorrts_table(exported_yolov8n, gpu_host, tmp_path,
                                                                          monkeypatch):
     from .doubles.trt import describe_engine
-    from .helpers import skimage_photos, ultralytics_photos
+    from .helpers import extra_photos, skimage_photos, ultralytics_photos
 
     _, driver, h = gpu_host("10.3.0")
     src = tmp_path / "yolov8n.onnx"
     src.write_bytes(exported_yolov8n.read_bytes())
     (tmp_path / "calib_data").mkdir()  # --int8-mode calibrate reads ./calib_data
-    images = ultralytics_photos() + skimage_photos()
+    images = ultralytics_photos() + skimage_photos() + extra_photos()
     for p in images:
         (tmp_path / "calib_data" / p.name).write_bytes(p.read_bytes())
     monkeypatch.chdir(tmp_path)

@@ -17,12 +17,12 @@ DEFAULT_OUT_DIR = Path("engines")
 DEFAULT_CALIB = Path("calib_data")
 DEFAULT_OPSET = 17  # parsed by TensorRT 10.3 (JetPack 6) through 11.x, ONNX Runtime and onnxsim alike
 PRECISIONS = ("fp32", "fp16", "int8")
-CALIB_METHODS = ("entropy", "percentile", "minmax")
+CALIB_METHODS = ("percentile", "mse", "minmax", "entropy")
 INT8_MODES = ("auto", "qdq", "table", "calibrate")
 HW_COMPAT = ("none", "ampere+", "same-cc")
 NMS_VARIANTS = ("onnx", "efficient")
 TRT_FLAVORS = ("auto", "tensorrt", "rtx")
-DEFAULT_PERCENTILE = 99.999
+DEFAULT_PERCENTILE = 99.9999
 DEFAULT_TRT_TABLE_VERSION = "10.3.0"  # JetPack 6, the oldest TensorRT that still reads implicit-INT8 tables here
 _RUN_FIELDS = ("force", "out_dir", "name", "out", "strict")
 
@@ -164,7 +164,7 @@ class CalibrateConfig(StageConfig):
     images: Path = DEFAULT_CALIB  # folder of calibration images, searched recursively
     num: int = 512
     batch: int = 8
-    method: str = "entropy"
+    method: str = "percentile"
     seed: int = 0
     percentile: float = DEFAULT_PERCENTILE
     num_bins: int | None = None  # None: 2048
@@ -353,7 +353,7 @@ class PipelineConfig:
     calib: Path = DEFAULT_CALIB
     calib_num: int = 512
     calib_batch: int = 8
-    calib_method: str = "entropy"
+    calib_method: str = "percentile"
     data: Path | None = None  # YOLO data set for the accuracy budget and the precision report
     max_map_drop: float = 1.0  # points of mAP50-95 the INT8 model may lose against FP32
     flavor: str = "auto"  # the engines' TensorRT flavor (BuildConfig.flavor)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..config import (
+    CALIB_METHODS,
     DEFAULT_CALIB,
     DEFAULT_MODEL,
     ExportConfig,
@@ -88,8 +89,8 @@ def doctor_cmd(as_json):
               help="Calibration images (INT8; FP16 uses them to find values too large for FP16).")
 @click.option("--calib-num", default=512, show_default=True, type=click.IntRange(min=1),
               help="Calibration images used at most.")
-@click.option("--calib-method", default="entropy", show_default=True,
-              type=click.Choice(["entropy", "percentile", "minmax"]), help="Activation range method.")
+@click.option("--calib-method", default="percentile", show_default=True, type=click.Choice(CALIB_METHODS),
+              help="Activation range method (percentile: 99.9999 % of |x|; see `trtbuild calibrate --help`).")
 @click.option("--data", default=None, type=click.Path(),
               help="YOLO data set (data.yaml or its folder) for the INT8 accuracy budget and the precision report.")
 @click.option("--max-map-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),

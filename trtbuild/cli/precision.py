@@ -20,7 +20,9 @@ from .present import describe, format_budget
 @click.option("--num", default=512, show_default=True, type=click.IntRange(min=1), help="Images to use at most.")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(min=1),
               help="Images per calibration step (independent of the engine batch).")
-@click.option("--method", default="entropy", show_default=True, type=click.Choice(CALIB_METHODS))
+@click.option("--method", default="percentile", show_default=True, type=click.Choice(CALIB_METHODS),
+              help="percentile / mse / minmax: trtbuild's one-pass collector; entropy: ONNX Runtime's KL calibrator "
+                   "(TensorRT's method; slow, and it clips this detector's large activations).")
 @click.option("--percentile", default=DEFAULT_PERCENTILE, show_default=True,
               type=click.FloatRange(0, 100, min_open=True), help="Kept fraction of values, for --method percentile.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds which images are picked.")

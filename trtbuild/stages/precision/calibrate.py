@@ -2,7 +2,9 @@
 TensorRT 10 table (``table.py``).
 
 The ranges feed both INT8 paths: explicit Q/DQ in the ONNX (TensorRT 11, strongly typed) and the implicit-INT8
-table TensorRT 10 reads (``<name>.calib.cache``). Images are letterboxed exactly as inference does. The stage is
+table TensorRT 10 reads (``<name>.calib.cache``). The table holds, for every tensor that gets a Q/DQ pair, the very
+scale the Q/DQ ONNX will carry (its scale group's, ``qdq.quantize_qdq``), so a Jetson build from the table and a
+build from the Q/DQ ONNX quantize alike. Images are letterboxed exactly as inference does. The stage is
 keyed by the model's bytes, every selected image's bytes and the settings, so a changed image never reuses a
 stale table.
 """
@@ -22,15 +24,18 @@ from ...artifacts import Outputs, StageResult, package_version, read_json, run_s
 from ...config import CalibrateConfig
 from ...errors import FewImagesWarning, InputError
 from ...layout import Layout
+from ...onnx.graph import load_onnx
 from ...onnx.modelinfo import ModelInfo
 from ...vision.io import IMAGE_SUFFIXES, list_images, read_image
+from .qdq import quantize_qdq
 from .ranges import DEFAULT_NUM_BINS, DEFAULT_QUANTIZED_BINS, CalibrationData, measure_ranges
-from .table import format_ranges_table, table_header
+from .table import format_table, ranges_to_scales, table_header
 
 log = logging.getLogger(__name__)
 
 STAGE = "calibrate"
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: one-pass collector, percentile of |x|, table = Q/DQ scales
+MIN_IMAGES = 8  # fewer usable images than this: refused (ranges from a handful of images are noise)
 MIN_RECOMMENDED_IMAGES = 100
 _COMPANION_SUFFIXES = {".yaml", ".yml", ".json", ".md", ".cache"}
 
@@ -52,14 +57,15 @@ def _dataset_companion(path: Path, folder: Path) -> bool:
 
 
 def select_images(
-    folder: str | os.PathLike, num: int = 512, seed: int = 0
+    folder: str | os.PathLike, num: int = 512, seed: int = 0, min_images: int = MIN_IMAGES
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Pick ``num`` decodable images under ``folder`` (recursively): ``(selected, skipped)``.
 
     Files are sorted by relative path, then visited in a permutation seeded by ``seed`` until ``num`` decode;
     the result does not depend on filesystem order. ``skipped`` lists non-image files and images that did not
-    decode (those visited: every one when the folder holds ``num`` images or fewer). Warns (``FewImagesWarning``)
-    below 100 images; InputError when none is usable.
+    decode (those visited: every one when the folder holds ``num`` images or fewer). Grayscale, RGBA and 16-bit
+    images are used (decoded to 8-bit BGR, as inference reads them). Warns (``FewImagesWarning``) below 100
+    images; InputError when fewer than ``MIN_IMAGES`` are usable (``min_images``).
     """
     folder = Path(folder)
     if num < 1:
@@ -86,11 +92,13 @@ def select_images(
             skipped.append((path, "cannot be decoded as an image"))
         else:
             selected.append(path)
-    if not selected:
+    if len(selected) < min(min_images, num):
+        why = "; ".join(f"{p.name}: {r}" for p, r in skipped[:3]) + (" …" if len(skipped) > 3 else "")
         raise InputError(
-            f"calibration folder {folder} has no usable image ({n} image file(s), {len(skipped)} skipped); "
-            f"add images OpenCV can read ({', '.join(sorted(IMAGE_SUFFIXES))}) or pass another folder (images=DIR)",
-            param="images")
+            f"calibration folder {folder} has {len(selected) or 'no'} usable image(s) ({n} image file(s), "
+            f"{len(skipped)} skipped{': ' + why if why else ''}); at least {min(min_images, num)} are needed "
+            f"(≥ {MIN_RECOMMENDED_IMAGES} recommended): add images OpenCV can read "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}) or pass another folder (images=DIR)", param="images")
     selected.sort(key=lambda p: p.relative_to(folder).as_posix())
     skipped.sort(key=lambda s: s[0].relative_to(folder).as_posix())
     if (warning := few_images_warning(len(selected))) is not None:
@@ -140,7 +148,8 @@ def calibrate(onnx_path: str | os.PathLike, config: CalibrateConfig = CalibrateC
     header = table_header(cfg.trt_version)
     bins = cfg.num_bins or DEFAULT_NUM_BINS
     params = {"entropy": {"num_bins": bins, "num_quantized_bins": DEFAULT_QUANTIZED_BINS},
-              "percentile": {"num_bins": bins, "percentile": cfg.percentile}, "minmax": {}}[cfg.method]
+              "percentile": {"num_bins": bins, "percentile": cfg.percentile}, "mse": {"num_bins": bins},
+              "minmax": {}}[cfg.method]
     params.update(tensors=list(cfg.tensors) if cfg.tensors is not None else None, table_header=header)
     key = calibration_key(src, selected, hw, cfg.method, cfg.batch, **params)
 
@@ -149,7 +158,8 @@ def calibrate(onnx_path: str | os.PathLike, config: CalibrateConfig = CalibrateC
         data = CalibrationData(selected, hw, cfg.batch, progress=progress)
         ranges, notes = measure_ranges(src, data, cfg.method, cfg.percentile, cfg.num_bins, cfg.tensors,
                                        DEFAULT_QUANTIZED_BINS)
-        outputs.path(table_path).write_text(format_ranges_table(ranges, header))
+        scales = table_scales(src, ranges)
+        outputs.path(table_path).write_text(format_table(scales, header))
         root = Path(cfg.images)
         return {
             "model": str(src), "method": cfg.method, "params": params, "imgsz": list(hw), "batch": cfg.batch,
@@ -158,14 +168,26 @@ def calibrate(onnx_path: str | os.PathLike, config: CalibrateConfig = CalibrateC
             "skipped": [{"path": p.relative_to(root).as_posix(), "reason": r} for p, r in skipped],
             "warning": few_images_warning(len(selected)),
             "padded_images": notes["padded_images"], "fallback_minmax": notes["fallback_minmax"],
-            "table": {"path": str(table_path), "header": header, "tensors": len(ranges)},
+            "collector": notes["collector"],
+            "table": {"path": str(table_path), "header": header, "tensors": len(scales),
+                      "qdq_scales": sum(1 for t in scales if t in ranges)},
             "seconds": {"collect": notes["collect_s"], "compute": notes["compute_s"],
-                        "total": round(time.perf_counter() - t0, 3)},
+                        "total": round(time.perf_counter() - t0, 3),
+                        "images_per_s": round(len(selected) / max(time.perf_counter() - t0, 1e-9), 2)},
             "versions": {p: package_version(p) for p in ("onnxruntime", "onnx", "numpy")},
             "ranges": {k: [lo, hi] for k, (lo, hi) in ranges.items()},
         }
 
     return run_stage(STAGE, key, ranges_path, ranges_path, make, cfg.force)
+
+
+def table_scales(model_path: Path, ranges: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """The TensorRT table's scales: ``amax / 127`` per tensor, except that every tensor the Q/DQ ONNX quantizes gets
+    the float32 scale written there (its scale group's)."""
+    scales = ranges_to_scales(ranges)
+    _, plan = quantize_qdq(load_onnx(model_path, check=False), ranges)
+    scales.update((t, float(np.float32(s))) for t, s in plan.quantized_tensors.items() if t in scales)
+    return scales
 
 
 def load_ranges(path: str | os.PathLike) -> dict[str, tuple[float, float]]:

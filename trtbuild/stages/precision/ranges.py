@@ -1,6 +1,11 @@
-"""Activation ranges of an ONNX model over letterboxed calibration batches, with ONNX Runtime's calibrators.
+"""Activation ranges of an ONNX model over letterboxed calibration batches.
 
-Statistics come from ``onnxruntime.quantization.calibrate`` (MinMax, Entropy, Percentile). What is ours, and why:
+``percentile`` (the default), ``mse`` and ``minmax`` come from trtbuild's one-pass collector (``collect.py``:
+exact min/max and |x| histograms from one ONNX Runtime run per batch) and the threshold choice of ``clip.py``;
+a range is ``(max(min, −amax), min(max, amax))``, what symmetric INT8 with that amax represents.
+
+``entropy`` (TensorRT's KL method) keeps ONNX Runtime's calibrators (``onnxruntime.quantization.calibrate``),
+whose threshold search is the slow part (~0.6 s per tensor). What is ours there, and why:
 
 - defaults: ORT's entropy defaults (128 bins, 128 quantized bins) leave a single candidate threshold, i.e.
   min/max; we use 2048 bins and 255 quantized bins (ORT's histogram is signed over [-T, T], so 255 bins is
@@ -44,10 +49,12 @@ from ...onnx.modelinfo import ModelInfo
 from ...vision.batch import pad_batch
 from ...vision.io import read_image
 from ...vision.letterbox import letterbox_batch
+from .clip import mse_amax, percentile_amax
+from .collect import DEFAULT_BINS, collect_stats
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NUM_BINS = 2048
+DEFAULT_NUM_BINS = DEFAULT_BINS
 DEFAULT_QUANTIZED_BINS = 255
 
 
@@ -145,6 +152,40 @@ def measure_ranges(onnx_path, data: Iterable[np.ndarray], method: str, percentil
         raise InputError(f"method={method!r}: one of {', '.join(METHODS)}", param="method")
     if method == "percentile" and not 0 < percentile <= 100:
         raise InputError(f"percentile={percentile}: must be in (0, 100]", param="percentile")
+    if method != "entropy":
+        return _one_pass_ranges(onnx_path, data, method, percentile, num_bins, tensors)
+    return _ort_ranges(onnx_path, data, method, percentile, num_bins, tensors, num_quantized_bins)
+
+
+def _one_pass_ranges(onnx_path, data, method: str, percentile: float, num_bins: int | None,
+                     tensors: Iterable[str] | None) -> tuple[dict, dict]:
+    model = load_onnx(onnx_path, check=False)
+    info = ModelInfo.of_onnx(model)
+    order = [info.input.name, *activation_tensors(model)]
+    wanted = order if tensors is None else list(dict.fromkeys(tensors))
+    t0 = time.perf_counter()
+    stats, notes = collect_stats(onnx_path, data, wanted, num_bins or DEFAULT_NUM_BINS)
+    t1 = time.perf_counter()
+    ranges = {}
+    for tensor in [t for t in order if t in stats]:
+        st = stats[tensor]
+        if method == "minmax":
+            amax = st.amax
+        elif method == "mse":
+            amax = mse_amax(st.hist, st.width)
+        else:
+            amax = percentile_amax(st.hist, st.width, percentile)
+        amax = min(max(amax, 0.0), st.amax)
+        ranges[tensor] = (max(st.lo, -amax), min(st.hi, amax))
+    if tensors is not None and (missing := sorted(set(wanted) - set(ranges))):
+        log.warning("no range for %d requested tensor(s) (not float): %s", len(missing), missing[:5])
+    notes.update(model_batch=info.batch, fallback_minmax=[], collector="one-pass",
+                 collect_s=round(t1 - t0, 3), compute_s=round(time.perf_counter() - t1, 3))
+    return ranges, notes
+
+
+def _ort_ranges(onnx_path, data, method: str, percentile: float, num_bins: int | None,
+                tensors: Iterable[str] | None, num_quantized_bins: int) -> tuple[dict, dict]:
     model = load_onnx(onnx_path, check=False)
     info = ModelInfo.of_onnx(model)
     name, model_batch, hw = info.input.name, info.batch, info.static_hw
@@ -197,19 +238,20 @@ def measure_ranges(onnx_path, data: Iterable[np.ndarray], method: str, percentil
         ranges[tensor] = (lo, hi)
     if wanted is not None and (missing := sorted(wanted - set(ranges))):
         log.warning("no range for %d requested tensor(s) (not float, or unknown shape): %s", len(missing), missing[:5])
-    notes.update(collect_s=round(t1 - t0, 3), compute_s=round(time.perf_counter() - t1, 3))
+    notes.update(collector="onnxruntime", collect_s=round(t1 - t0, 3), compute_s=round(time.perf_counter() - t1, 3))
     return ranges, notes
 
 
-def compute_ranges(onnx_path, data: Iterable[np.ndarray], method: str = "entropy",
+def compute_ranges(onnx_path, data: Iterable[np.ndarray], method: str = "percentile",
                    percentile: float = DEFAULT_PERCENTILE, num_bins: int | None = None,
                    tensors: Iterable[str] | None = None,
                    num_quantized_bins: int = DEFAULT_QUANTIZED_BINS) -> dict[str, tuple[float, float]]:
     """Per-tensor ``(min, max)`` (plain floats, graph order) of every float activation of ``onnx_path``
     (graph input and node outputs; only ``tensors`` if given) over ``data``, an iterable of [B,3,H,W] batches.
 
-    ``method``: "minmax" (observed extremes), "entropy" (KL-optimal threshold), "percentile" (``percentile``
-    of the values). For symmetric INT8 use ``amax(r)`` = max(|min|, |max|). ``num_bins`` defaults to 2048.
+    ``method``: "percentile" (``percentile`` of |x|), "mse" (least quantization error), "minmax" (observed
+    extremes), "entropy" (KL-optimal threshold, ONNX Runtime's calibrator). For symmetric INT8 use ``amax(r)`` =
+    max(|min|, |max|). ``num_bins`` defaults to 2048.
     """
     return measure_ranges(onnx_path, data, method, percentile, num_bins, tensors, num_quantized_bins)[0]
 
