@@ -6,6 +6,7 @@ BATCH     ?= 1
 PRECISION ?= fp16
 CALIB     ?= calib_data
 CALIB_METHOD ?= percentile
+EVAL_LIMIT ?= 250
 FLAVOR    ?= auto
 TARGET_CC ?=
 STRICT    ?= 0
@@ -31,7 +32,8 @@ help:
 	@echo "make eval     mAP of the simplified ONNX of MODEL on DATA (runs make engine and make data first)"
 	@echo "make triton-kit  tritonserver 2.51 (nvidia-pytriton wheel) into $(VENV)/triton (make install does it)"
 	@echo "make clean    remove build artifacts in $(OUT_DIR)/ (keeps the venv)"
-	@echo "variables: MODEL IMGSZ BATCH PRECISION (fp32|fp16|int8|all) CALIB STRICT=1 OUT_DIR DATA"
+	@echo "variables: MODEL IMGSZ BATCH PRECISION (fp32|fp16|int8|all) CALIB CALIB_METHOD STRICT=1 OUT_DIR DATA"
+	@echo "           EVAL_LIMIT (images of DATA the budget and the report evaluate; 250)"
 	@echo "           FLAVOR (auto|tensorrt|rtx) TARGET_CC (TensorRT-RTX, e.g. 8.6,8.9,12.0)"
 
 install: $(STAMP)
@@ -60,7 +62,8 @@ ENGINE_DEPS := $(STAMP) $(if $(filter calib_data calib_data/,$(CALIB)),$(CALIB_S
 
 engine: $(ENGINE_DEPS)
 	$(BIN)/trtbuild engine --model $(MODEL) --imgsz $(IMGSZ) --batch $(BATCH) --precision $(PRECISION) \
-		--calib $(CALIB) --calib-method $(CALIB_METHOD) --data $(DATA) --out-dir $(OUT_DIR) $(STRICT_FLAG) \
+		--calib $(CALIB) --calib-method $(CALIB_METHOD) --data $(DATA) --eval-limit $(EVAL_LIMIT) \
+		--out-dir $(OUT_DIR) $(STRICT_FLAG) \
 		--flavor $(FLAVOR) $(if $(TARGET_CC),--target-cc $(TARGET_CC),)
 
 $(CALIB_SYNTH): | $(STAMP)

@@ -356,6 +356,7 @@ class PipelineConfig:
     calib_method: str = "percentile"
     data: Path | None = None  # YOLO data set for the accuracy budget and the precision report
     max_map_drop: float = 1.0  # points of mAP50-95 the INT8 model may lose against FP32
+    eval_limit: int | None = None  # the budget and the report evaluate the first N images of data (None: all)
     flavor: str = "auto"  # the engines' TensorRT flavor (BuildConfig.flavor)
     target_cc: tuple[str, ...] | None = None  # TensorRT-RTX targets (BuildConfig.target_cc)
     strict: bool = False
@@ -366,6 +367,8 @@ class PipelineConfig:
             _choice("precision", p, PRECISIONS)
         _choice("calib_method", self.calib_method, CALIB_METHODS)
         _choice("flavor", self.flavor, TRT_FLAVORS)
+        if self.eval_limit is not None:
+            _at_least("eval_limit", self.eval_limit, 1)
         if self.target_cc is not None:
             object.__setattr__(self, "target_cc", parse_target_cc(self.target_cc))
 

@@ -95,10 +95,12 @@ def doctor_cmd(as_json):
               help="YOLO data set (data.yaml or its folder) for the INT8 accuracy budget and the precision report.")
 @click.option("--max-map-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Points of mAP50-95 INT8 may lose vs FP32 before layers fall back (needs --data).")
+@click.option("--eval-limit", default=None, type=click.IntRange(min=1),
+              help="The budget and the precision report evaluate the first N images of --data [default: all].")
 @with_options(FLAVOR_OPTIONS)
 @click.option("--strict", is_flag=True, help="Fail when a stage must be skipped on this host (e.g. no TensorRT).")
 def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, precision, calib, calib_num,
-               calib_method, data, max_map_drop, flavor, target_cc, strict):
+               calib_method, data, max_map_drop, eval_limit, flavor, target_cc, strict):
     """Run the whole pipeline for MODEL: every stage whose inputs changed, as far as this host allows."""
     try:
         precisions = tuple(parse_precisions(precision))
@@ -114,6 +116,7 @@ def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
         calib_method=calib_method,
         data=Path(data) if data else None,
         max_map_drop=max_map_drop,
+        eval_limit=eval_limit,
         flavor=flavor,
         target_cc=target_cc,
         strict=strict,

@@ -82,10 +82,12 @@ def _precision_stages(cfg: PipelineConfig, sim: Path, info: ModelInfo, out: Pipe
             on_result("calibrate", f"calibrate warning: {ranges.report['warning']}")
         done("int8", int8(sim, ranges.output))
         if cfg.data:
-            budget = BudgetConfig(data=cfg.data, max_map_drop=cfg.max_map_drop, imgsz=hw, force=cfg.force)
+            budget = BudgetConfig(data=cfg.data, max_map_drop=cfg.max_map_drop, imgsz=hw, limit=cfg.eval_limit,
+                                  force=cfg.force)
             done("budget", fit_budget(sim, ranges.output, budget, progress=progress))
     if cfg.data:
-        done("report", precision_report(sim, ReportConfig(data=cfg.data, force=cfg.force), progress=progress))
+        report = ReportConfig(data=cfg.data, limit=cfg.eval_limit, force=cfg.force)
+        done("report", precision_report(sim, report, progress=progress))
 
 
 def run_pipeline(cfg: PipelineConfig, host: Host | None = None, on_result: OnResult = lambda label, res: None,

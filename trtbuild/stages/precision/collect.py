@@ -10,14 +10,16 @@ are appended as larger values arrive, so merged histograms equal ONNX Runtime's 
 edges (one bin). A histogram that would grow past ``MAX_GROWTH`` × ``num_bins`` bins (a first batch far smaller
 than the rest) is coarsened by merging neighbouring bins, which keeps the counts exact.
 
-Cost on a 2-core CPU, yolov8n at 640 (84 tensors, ~23 M values per image): 512 images in 58 s, the model's own
-inference being most of it (histogramming a quarter of the values instead changed nothing measurable).
+Cost on a 2-core CPU, yolov8n at 640 (84 tensors, ~23 M values per image): the run ~57 ms and the statistics
+~54 ms per image; the statistics of one run are taken on a second thread while the next run goes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -105,12 +107,13 @@ def _with_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelP
 
 
 def collect_stats(onnx_path: str | Path, batches: Iterable[np.ndarray], tensors: Sequence[str],
-                  num_bins: int = DEFAULT_BINS, optimize: bool = True) -> tuple[dict[str, TensorStats], dict]:
+                  num_bins: int = DEFAULT_BINS, like_onnxruntime: bool = False) -> tuple[dict[str, TensorStats], dict]:
     """Statistics of ``tensors`` over ``batches`` ([b, 3, H, W] float32, the model's preprocessing) in one run of
     the model per batch (per image group of the model's own batch size for a static-batch model; a short last
     group is padded by repeating its images, and the copies are not counted). Tensors that turn out not to be
-    floating point (shapes, indices) are dropped and listed in ``notes["not_float"]``. ``optimize=False`` runs
-    the graph unfused, as ONNX Runtime's calibrators do (fusions change the last bit of some values)."""
+    floating point (shapes, indices) are dropped and listed in ``notes["not_float"]``. ``like_onnxruntime``
+    runs the session as ONNX Runtime's calibrators do, unfused and on every core (fusions and the threads' split
+    of a reduction change the last bit of some values)."""
     import onnxruntime as ort
 
     model = load_onnx(onnx_path, check=False)
@@ -120,8 +123,10 @@ def collect_stats(onnx_path: str | Path, batches: Iterable[np.ndarray], tensors:
         raise InputError(f"{onnx_path}: no tensor named {', '.join(map(repr, unknown[:5]))}")
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if not optimize:
+    if like_onnxruntime:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    else:
+        options.intra_op_num_threads = max(1, (os.cpu_count() or 2) - 1)  # one core for the statistics thread
     session = ort.InferenceSession(_with_outputs(model, tensors).SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     outputs = [o.name for o in session.get_outputs()]
@@ -130,28 +135,40 @@ def collect_stats(onnx_path: str | Path, batches: Iterable[np.ndarray], tensors:
     name, model_batch = info.input.name, info.batch
     dtype = np.float16 if info.input.dtype == "float16" else np.float32
     notes = {"images": 0, "padded_images": 0, "not_float": []}
-    for batch in batches:
-        batch = np.asarray(batch)
-        if batch.ndim != 4 or batch.shape[1] != 3 or (info.static_hw and tuple(batch.shape[2:]) != info.static_hw):
-            raise InputError(f"calibration batch of shape {batch.shape} does not fit the model input {name}")
-        step = model_batch or len(batch)
-        for start in range(0, len(batch), step):
-            part = batch[start : start + step].astype(dtype, copy=False)
-            n = len(part)
-            if model_batch and n < model_batch:
-                part = pad_batch(part, model_batch, "repeat")
-                notes["padded_images"] += model_batch - n
-            results = session.run(None, {name: np.ascontiguousarray(part)})
-            for tensor, i in list(wanted.items()):
-                arr = results[i]
-                if not np.issubdtype(arr.dtype, np.floating):
-                    del wanted[tensor], stats[tensor]
-                    notes["not_float"].append(tensor)
-                    continue
-                if arr.ndim and arr.shape[0] == len(part) > n:  # drop the padding copies
-                    arr = arr[:n]
-                stats[tensor].add(np.asarray(arr, np.float32), num_bins)
-        notes["images"] += len(batch)
+
+    def update(results: list[np.ndarray], n: int, size: int) -> None:
+        for tensor, i in list(wanted.items()):
+            arr = results[i]
+            if not np.issubdtype(arr.dtype, np.floating):
+                del wanted[tensor], stats[tensor]
+                notes["not_float"].append(tensor)
+                continue
+            if arr.ndim and arr.shape[0] == size > n:  # drop the padding copies
+                arr = arr[:n]
+            stats[tensor].add(np.asarray(arr, np.float32), num_bins)
+
+    # the statistics of one run are taken on a second thread while the next run goes (NumPy and ONNX Runtime
+    # both release the GIL): 18 % less time on 2 cores than one after the other
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for batch in batches:
+            batch = np.asarray(batch)
+            if batch.ndim != 4 or batch.shape[1] != 3 or (info.static_hw and tuple(batch.shape[2:]) != info.static_hw):
+                raise InputError(f"calibration batch of shape {batch.shape} does not fit the model input {name}")
+            step = model_batch or len(batch)
+            for start in range(0, len(batch), step):
+                part = batch[start : start + step].astype(dtype, copy=False)
+                n = len(part)
+                if model_batch and n < model_batch:
+                    part = pad_batch(part, model_batch, "repeat")
+                    notes["padded_images"] += model_batch - n
+                results = session.run(None, {name: np.ascontiguousarray(part)})
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(update, results, n, len(part))
+            notes["images"] += len(batch)
+        if pending is not None:
+            pending.result()
     if not notes["images"]:
         raise InputError("no calibration data: the image iterable was empty")
     return stats, notes
