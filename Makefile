@@ -92,9 +92,10 @@ bench: engine
 	@if $(BIN)/python -c "import pycuda" 2>/dev/null; then $(BIN)/python bench/gpu_runtime.py --out $(OUT_DIR)/gpu-runtime.json; \
 	else echo "bench/gpu_runtime.py skipped: pycuda is not installed (GPU hosts only)"; fi
 
-# INT8 recipes (trtbuild Q/DQ + budget vs ONNX Runtime quantize_static) on the reference model; minutes on a CPU.
+# INT8 recipes in one run (trtbuild new and previous default, ONNX Runtime quantize_static, ModelOpt where
+# .venv-modelopt exists) on the reference model, val and hard val; ~15 minutes on a 2-core CPU.
 bench-precision: $(ENGINE_DEPS)
-	$(BIN)/python bench/precision.py --calib $(CALIB) --data $(DATA) --method $(CALIB_METHOD) --work $(OUT_DIR) --hard \
+	$(BIN)/python bench/precision.py --calib $(CALIB) --data $(DATA) --method $(CALIB_METHOD) --work $(OUT_DIR)/bench-precision --hard \
 		$(if $(wildcard .venv-modelopt/bin/python),--modelopt-python .venv-modelopt/bin/python,)
 
 # ModelOpt pins onnx~=1.21 / onnxruntime-gpu: it gets a venv of its own, used only by bench-precision.

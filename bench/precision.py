@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""INT8 recipes compared in one run on the reference model: trtbuild's Q/DQ (+ accuracy budget) against ONNX
-Runtime's ``quantize_static`` with its defaults (QDQ, MinMax, per-tensor), same calibration images, same eval.
+"""INT8 recipes compared in one run on the reference model, same calibration images, same evaluator: trtbuild's
+new default (one-pass collector, percentile) and its previous default (ONNX Runtime entropy), every quantizable
+conv INT8, no fallback; ONNX Runtime's ``quantize_static`` with its defaults (QDQ, MinMax, per-tensor) and with
+the head decode left in float; ModelOpt INT8 as ultralytics' TensorRT 11 export runs it.
 
-    python bench/precision.py [--calib calib_data] [--data datasets/shapes] [--num 512] [--limit N]
+    python bench/precision.py [--calib calib_data] [--data datasets/shapes] [--num 512] [--hard] [--limit N]
 
-Prints mAP50 / mAP50-95 per recipe and the drop against FP32 in points, then checks the targets: ours drops
-≤ 1.0 point and ≤ half of ONNX Runtime's drop. If ONNX Runtime's own drop is under 0.5 point the split is too
-easy to tell recipes apart; ``--hard`` adds the synthetic generator's harder split (smaller objects, more clutter).
-With ``--modelopt-python`` (the interpreter of a venv holding nvidia-modelopt[onnx], e.g. ``make
-modelopt-venv``) ultralytics' TensorRT 11 recipe (ModelOpt INT8, max calibration, head output convs and DFL
-excluded) is a third recipe, on the same calibration images.
+Prints mAP50 / mAP50-95 per recipe and the drop against FP32 in points, then checks the targets: the new default
+drops ≤ 0.5 point, and ≤ half of ModelOpt's drop. ``--hard`` adds the synthetic generator's harder split (smaller
+objects, more clutter). ModelOpt needs ``--modelopt-python`` (the interpreter of a venv holding
+nvidia-modelopt[onnx], e.g. ``make modelopt-venv``): its recipe (max calibration, head output convs and DFL
+excluded) runs on the same calibration images.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -87,8 +87,27 @@ def ort_quantize_static(sim_onnx: Path, images: list[Path], imgsz, out: Path, ex
     return out
 
 
+def _calibrated(sim: Path, work: Path, method: str, args, tensors) -> tuple[Path, dict, str]:
+    """``sim`` copied into ``work/<method>/``, calibrated there with ``method`` and quantized: (int8 ONNX, its
+    report, how long calibration took)."""
+    import shutil
+
+    from trtbuild import CalibrateConfig, calibrate
+    from trtbuild.stages.precision.int8 import int8
+
+    folder = work / method
+    folder.mkdir(parents=True, exist_ok=True)
+    own = folder / sim.name
+    shutil.copyfile(sim, own)
+    cal = calibrate(own, CalibrateConfig(images=Path(args.calib), num=args.num, method=method, tensors=tensors),
+                    progress=True)
+    took = f"{cal.report['seconds']['total']:.0f} s" + (" (an earlier run: up to date)" if cal.skipped else "")
+    q = int8(own, cal.output)
+    return q.output, q.report, took
+
+
 def run(args) -> int:
-    from trtbuild import BudgetConfig, CalibrateConfig, ExportConfig, budget, calibrate, evaluate, export, simplify
+    from trtbuild import ExportConfig, evaluate, export, simplify
     from trtbuild.console import table
     from trtbuild.data.synth import generate_dataset
     from trtbuild.stages.precision.calibrate import select_images
@@ -97,17 +116,24 @@ def run(args) -> int:
     work = Path(args.work)
     sim = simplify(export(args.model, ExportConfig(imgsz=(640, 640), out_dir=work)).output).output
     images, skipped = select_images(args.calib, args.num, 0)
-    t0 = time.perf_counter()
-    cal = calibrate(sim, CalibrateConfig(images=Path(args.calib), num=args.num, method=args.method,
-                                         tensors=tuple(qdq_tensors(sim))), progress=True)
-    print(f"calibration: {len(images)} images ({len(skipped)} skipped), {args.method}, "
-          f"{time.perf_counter() - t0:.0f} s{' (cached)' if cal.skipped else ''}")
-    ort_model = ort_quantize_static(sim, images, (640, 640), work / "ort-quantize-static.onnx")
-    ort_nodecode = ort_quantize_static(sim, images, (640, 640), work / "ort-quantize-static-nodecode.onnx",
-                                       exclude_decode=True)
-    mo_model = None
+    tensors = tuple(qdq_tensors(sim))
+    recipes: dict[str, Path] = {}
+    notes = []
+    for label, method in ((f"trtbuild previous default ({args.previous})", args.previous),
+                          (f"trtbuild new default ({args.method})", args.method)):
+        model, rep, took = _calibrated(sim, work, method, args, tensors)
+        recipes[label] = model
+        notes.append(f"{label}: calibration {took} on {len(images)} images ({len(skipped)} skipped), "
+                     f"{len(rep['qdq']['quantized_convs'])} of {rep['qdq']['convs']} convs INT8")
+    ours = list(recipes)[-1]
+    recipes["ORT quantize_static, defaults (QDQ, MinMax)"] = ort_quantize_static(
+        sim, images, (640, 640), work / "ort-quantize-static.onnx")
+    recipes["ORT quantize_static, head decode in float"] = ort_quantize_static(
+        sim, images, (640, 640), work / "ort-quantize-static-nodecode.onnx", exclude_decode=True)
+    modelopt = "ModelOpt INT8 (ultralytics TRT 11 recipe)"
     if args.modelopt_python:
-        mo_model = modelopt_quantize(args.modelopt_python, sim, images, (640, 640), work / "modelopt-int8.onnx")
+        recipes[modelopt] = modelopt_quantize(args.modelopt_python, sim, images, (640, 640),
+                                              work / "modelopt-int8.onnx")
 
     splits = [("val", Path(args.data))]
     if args.hard:
@@ -116,49 +142,27 @@ def run(args) -> int:
             generate_dataset(hard, n_train=0, n_val=args.hard_n, seed=2, difficulty="hard", progress=False)
         splits.append(("hard val", hard))
     rows, verdicts = [], []
-    for label, data in splits:
-        fitted = budget(sim, cal.output, BudgetConfig(data=data, max_map_drop=args.max_map_drop, limit=args.limit),
-                        progress=True).report
-        fp32 = fitted["fp32"]  # the budget evaluated FP32 on the same images
-        ort = evaluate(ort_model, data, limit=args.limit)
-        steps = fitted["steps"]
-        ours_plain, ours_final = steps[0], steps[-1]
+    for split, data in splits:
+        fp32 = evaluate(sim, data, limit=args.limit, progress=True)
         base = fp32["map50_95"]
-
-        def drop(m):
-            return (base - m) * 100
-
-        rows += [
-            (label, "FP32 (ONNX Runtime)", f"{fp32['map50']:.4f}", f"{base:.4f}", "—"),
-            (label, "ORT quantize_static (QDQ, MinMax)", f"{ort['map50']:.4f}", f"{ort['map50_95']:.4f}",
-             f"{drop(ort['map50_95']):.2f}"),
-            (label, f"trtbuild INT8 ({args.method})", f"{ours_plain['map50']:.4f}",
-             f"{ours_plain['map50_95']:.4f}", f"{drop(ours_plain['map50_95']):.2f}"),
-        ]
-        ort_nd = evaluate(ort_nodecode, data, limit=args.limit)
-        rows.append((label, "ORT quantize_static, head decode in float", f"{ort_nd['map50']:.4f}",
-                     f"{ort_nd['map50_95']:.4f}", f"{drop(ort_nd['map50_95']):.2f}"))
-        if mo_model is not None:
-            mo = evaluate(mo_model, data, limit=args.limit)
-            rows.append((label, "ModelOpt INT8 (ultralytics TRT 11 recipe)", f"{mo['map50']:.4f}",
-                         f"{mo['map50_95']:.4f}", f"{drop(mo['map50_95']):.2f}"))
-        if len(steps) > 1:
-            rows.append((label, f"trtbuild INT8 + fallback ({len(ours_final['excluded'])} convs)",
-                         f"{ours_final['map50']:.4f}", f"{ours_final['map50_95']:.4f}",
-                         f"{drop(ours_final['map50_95']):.2f}"))
-        ours_drop, ort_drop = drop(ours_final["map50_95"]), drop(ort["map50_95"])
-        verdicts.append(f"{label}: ours drops {ours_drop:.2f} pt (target ≤ {args.max_map_drop}): "
-                        f"{'MET' if ours_drop <= args.max_map_drop else 'NOT MET'}; ONNX Runtime drops "
-                        f"{ort_drop:.2f} pt, ours ≤ half of it: {'MET' if ours_drop <= ort_drop / 2 else 'NOT MET'}")
-        if ort_drop < 0.5:
-            verdicts.append(f"{label}: ONNX Runtime's own drop is under 0.5 pt: this split is too easy to tell "
-                            "recipes apart" + ("" if args.hard else " (rerun with --hard)"))
+        rows.append((split, "FP32 (ONNX Runtime)", f"{fp32['map50']:.4f}", f"{base:.4f}", "—"))
+        drops = {}
+        for label, model in recipes.items():
+            res = evaluate(model, data, limit=args.limit, progress=True)
+            drops[label] = (base - res["map50_95"]) * 100
+            rows.append((split, label, f"{res['map50']:.4f}", f"{res['map50_95']:.4f}", f"{drops[label]:.2f}"))
+        mine = drops[ours]
+        verdicts.append(f"{split}: new default drops {mine:.2f} pt with every quantizable conv INT8 (target ≤ 0.5): "
+                        f"{'MET' if mine <= 0.5 else 'NOT MET'}")
+        if modelopt in drops:
+            verdicts.append(f"{split}: ModelOpt drops {drops[modelopt]:.2f} pt; the new default ≤ half of it "
+                            f"(≤ {drops[modelopt] / 2:.2f}): {'MET' if mine <= drops[modelopt] / 2 else 'NOT MET'}")
     n = f"first {args.limit}" if args.limit else "all"
     print(f"\nmAP on {n} images of each split; drop = FP32 − recipe, in points of mAP50-95")
     print(table(rows, ("split", "recipe", "mAP50", "mAP50-95", "drop (pt)")))
     print()
-    for v in verdicts:
-        print(v)
+    for line in notes + verdicts:
+        print(line)
     if not args.modelopt_python:
         print(MODELOPT_NOTE)
     return 0
@@ -170,8 +174,9 @@ def main(argv=None) -> int:
     ap.add_argument("--calib", default=str(REPO / "calib_data"), help="calibration images (make calib)")
     ap.add_argument("--data", default=str(REPO / "datasets" / "shapes"), help="eval data set (make data)")
     ap.add_argument("--num", type=int, default=512, help="calibration images")
-    ap.add_argument("--method", default="entropy", choices=("entropy", "percentile", "minmax"))
-    ap.add_argument("--max-map-drop", type=float, default=1.0)
+    ap.add_argument("--method", default="percentile", choices=("percentile", "mse", "minmax", "entropy"),
+                    help="trtbuild's recipe under test [default: the default, percentile]")
+    ap.add_argument("--previous", default="entropy", help="the recipe it replaces [default: entropy]")
     ap.add_argument("--limit", type=int, default=None, help="evaluate on the first N images only")
     ap.add_argument("--hard", action="store_true", help="also evaluate on a harder synthetic split")
     ap.add_argument("--hard-n", type=int, default=300)
