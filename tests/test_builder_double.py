@@ -339,8 +339,8 @@ def test_engine_pipeline_builds_each_precision_then_is_up_to_date(host, tmp_path
     _, h = host("10.13.3.9")
     calib = photo_folder(tmp_path / "calib")
     out = tmp_path / "engines"
-    args = ["engine", "--imgsz", "320", "--precision", "all", "--calib", str(calib), "--calib-method", "minmax",
-            "--out-dir", str(out)]
+    args = ["engine", "--model", "yolov8n.yaml", "--imgsz", "320", "--precision", "all", "--calib", str(calib),
+            "--calib-method", "minmax", "--out-dir", str(out)]
     first = CliRunner().invoke(cli, args, obj=h)
     assert first.exit_code == 0, first.output
     for p in ("fp32", "fp16", "int8"):

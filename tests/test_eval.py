@@ -104,8 +104,19 @@ def test_unreadable_image_is_counted_not_fatal(shapes_onnx, shapes_val_data, tmp
 
 
 def test_random_model_scores_far_lower(exported_yolov8n, shapes_val_data, shapes_eval, tmp_path):
+    """A random yolov8n with the data set's 8 classes scores near 0; the 80-class one is refused outright."""
+    from ultralytics.utils import ROOT
+
+    refused = CliRunner().invoke(cli, ["eval", str(exported_yolov8n), "--data", str(shapes_val_data)])
+    assert refused.exit_code == 2 and "predicts 80 classes, but" in refused.output and "names 8" in refused.output
+    cfg = yaml.safe_load((ROOT / "cfg" / "models" / "v8" / "yolov8.yaml").read_text())
+    (tmp_path / "yolov8n-8cls.yaml").write_text(yaml.safe_dump({**cfg, "nc": len(CLASS_NAMES)}))
+    from trtbuild.config import ExportConfig
+    from trtbuild.stages.export import export
+
+    random8 = export(tmp_path / "yolov8n-8cls.yaml", ExportConfig(out_dir=tmp_path)).output
     reference = shapes_eval[0]
-    random_, _ = _eval(exported_yolov8n, shapes_val_data, tmp_path / "random.json")
+    random_, _ = _eval(random8, shapes_val_data, tmp_path / "random.json")
     print(f"\nrandom yolov8n.yaml: mAP50 {random_['map50']:.4f} mAP50-95 {random_['map50_95']:.4f}; "
           f"reference: mAP50 {reference['map50']:.4f} mAP50-95 {reference['map50_95']:.4f}")
     assert random_["n_images"] == reference["n_images"]

@@ -21,6 +21,10 @@ NO_TENSORRT = Host(TensorRTInfo(False, error="not installed"), CudaProbe(error="
 
 
 def run(args):
+    """``trtbuild ARGS`` on a host without TensorRT; ``engine`` gets yolov8n.yaml (these tests' model) unless
+    ``--model`` is given (its own default is the reference model)."""
+    if args[:1] == ["engine"] and "--model" not in args:
+        args = [*args, "--model", "yolov8n.yaml"]
     return CliRunner().invoke(cli, args, obj=NO_TENSORRT)
 
 

@@ -178,8 +178,8 @@ def test_engine_pipeline_builds_every_precision_without_a_gpu(host, tmp_path):
     """`make engine PRECISION=all` on a CPU host with TensorRT-RTX: real engines, then a no-op."""
     calib = photo_folder(tmp_path / "calib")
     out = tmp_path / "engines"
-    args = ["engine", "--imgsz", "320", "--precision", "all", "--calib", calib, "--calib-method", "minmax",
-            "--out-dir", out]
+    args = ["engine", "--model", "yolov8n.yaml", "--imgsz", "320", "--precision", "all", "--calib", calib,
+            "--calib-method", "minmax", "--out-dir", out]
     first = run_cli(args, host)
     assert first.exit_code == 0, first.output
     for p in ("fp32", "fp16", "int8"):

@@ -12,10 +12,15 @@ rebuilt, and a failed or interrupted stage leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -47,9 +52,104 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+TEMP_RE = re.compile(r"^\.(?:.+?)\.(\d+)\.tmp-[^/]*$|^\.export-(\d+)-[^/]*$")
+
+
+def temp_prefix(name: str) -> str:
+    """``.<name>.<pid>.tmp-``: what every temporary file or folder beside an artifact starts with, so a later run
+    can tell one a killed process left (its pid is gone) from one a running process is writing."""
+    return f".{name}.{os.getpid()}.tmp-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders in ``folder`` whose process is gone (SIGKILL, power loss)."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        m = TEMP_RE.match(entry.name)
+        if not m or _alive(int(m.group(1) or m.group(2))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def prepare_folder(folder: str | os.PathLike) -> bool:
+    """Create ``folder`` if needed and check that a file can be written there, before any work; returns whether
+    it was created (so a failed run can remove it again). An ``OSError`` naming the folder when it cannot be."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(folder))
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=temp_prefix("write-check"), dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror or str(exc), str(folder)) from None
+    sweep_stale(folder)
+    return created
+
+
+def remove_if_empty(folder: str | os.PathLike) -> None:
+    try:
+        Path(folder).rmdir()
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def output_folders(*folders: str | os.PathLike) -> Iterator[None]:
+    """``prepare_folder`` each folder before the work; when the work fails, the ones this created are removed
+    again if they stayed empty (a failed command leaves no empty output folder)."""
+    created = [Path(f) for f in dict.fromkeys(folders) if prepare_folder(f)]
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(created):
+            remove_if_empty(folder)
+        raise
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while a library that swallows exceptions raised in its Python callbacks runs, and
+    deliver them once it returns. onnxsim's constant folding calls back into ONNX Runtime through Python and
+    catches what those calls raise: a Ctrl-C there was lost and the stage went on to write its output."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if held:
+            signal.raise_signal(held[0])  # the usual handler now: KeyboardInterrupt, or the process ends
+
+
 def _temp_beside(dest: Path, suffix: str = "") -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or ".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(dest.name), suffix=suffix or ".tmp", dir=dest.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; artifacts get the usual permissions
     return Path(tmp)
@@ -174,15 +274,32 @@ def run_stage(stage: str, key: str, report_path: str | os.PathLike, output: str 
     report_path = Path(report_path)
     if not force and (report := cached_report(report_path, key)) is not None:
         return StageResult(Path(output or report["output"]), report_path, report, skipped=True)
+    created = prepare_folder(report_path.parent)  # writable, before the work; a killed run's leftovers removed
     t0 = time.perf_counter()
     outs = Outputs()
+
+    def undo(committed: Iterable[Path] = ()) -> None:
+        outs._discard()
+        for path in committed:  # outputs no report describes (it could not be written) are not kept
+            path.unlink(missing_ok=True)
+        if created:
+            remove_if_empty(report_path.parent)
+
     try:
         fields = make(outs)
-        files = outs._commit()
     except BaseException:
-        outs._discard()
+        undo()
         raise
-    report = {"stage": stage, "key": key, **fields, "outputs": output_hashes(files, report_path.parent)}
-    report.setdefault("seconds", round(time.perf_counter() - t0, 3))
-    write_json_atomic(report_path, report)
+    # outputs renamed into place and the report written as one step: a Ctrl-C arriving now waits until it is
+    # done (the stage is then complete and consistent) and is raised after
+    with deferred_interrupts():
+        committed = list(outs._pending)
+        try:
+            files = outs._commit()
+            report = {"stage": stage, "key": key, **fields, "outputs": output_hashes(files, report_path.parent)}
+            report.setdefault("seconds", round(time.perf_counter() - t0, 3))
+            write_json_atomic(report_path, report)
+        except BaseException:
+            undo(committed)
+            raise
     return StageResult(Path(output or report["output"]), report_path, report, skipped=False)

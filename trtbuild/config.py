@@ -13,6 +13,7 @@ from pathlib import Path
 from .errors import InputError
 
 DEFAULT_MODEL = "yolov8n.yaml"
+REFERENCE_MODEL = "models/shapes-yolov8n.pt"  # the project's trained reference model, relative to the repository
 DEFAULT_OUT_DIR = Path("engines")
 DEFAULT_CALIB = Path("calib_data")
 DEFAULT_OPSET = 17  # parsed by TensorRT 10.3 (JetPack 6) through 11.x, ONNX Runtime and onnxsim alike
@@ -25,6 +26,9 @@ TRT_FLAVORS = ("auto", "tensorrt", "rtx")
 DEFAULT_PERCENTILE = 99.9999
 DEFAULT_TRT_TABLE_VERSION = "10.3.0"  # JetPack 6, the oldest TensorRT that still reads implicit-INT8 tables here
 _RUN_FIELDS = ("force", "out_dir", "name", "out", "strict")
+
+
+MAX_IMGSZ = 8192  # beyond this an input's activations alone need tens of GiB
 
 
 def parse_imgsz(value: int | str | tuple | list, param: str = "imgsz") -> tuple[int, int]:
@@ -44,6 +48,10 @@ def parse_imgsz(value: int | str | tuple | list, param: str = "imgsz") -> tuple[
         hw = (hw[0], hw[0])
     if len(hw) != 2 or any(v <= 0 or v % 32 for v in hw):
         raise InputError(f"{param}={value!r}: expected one or two positive multiples of 32 (e.g. 640 or 384,640)",
+                         param=param)
+    if max(hw) > MAX_IMGSZ:
+        raise InputError(f"{param}={value!r}: larger than {MAX_IMGSZ} (a {hw[0]}x{hw[1]} input needs "
+                         f"~{hw[0] * hw[1] * 3 * 4 * 40 / 2**30:.0f} GiB of activations); YOLOv8 runs at 320-1280",
                          param=param)
     return hw  # type: ignore[return-value]
 
@@ -80,6 +88,12 @@ def _choice(param: str, value, choices) -> None:
         raise InputError(f"{param}={value!r}: expected one of {', '.join(map(str, choices))}", param=param)
 
 
+def _plain_name(param: str, value: str | None) -> None:
+    """An artifact base name: a file name inside the chosen folder, never a path out of it."""
+    if value is not None and (not value or value in (".", "..") or any(c in value for c in "/\\\0")):
+        raise InputError(f"{param}={value!r}: a file name without folders (outputs go into --out-dir)", param=param)
+
+
 def _at_least(param: str, value, low) -> None:
     if value is not None and value < low:
         raise InputError(f"{param}={value}: must be ≥ {low}", param=param)
@@ -111,6 +125,7 @@ class ExportConfig(StageConfig):
     def __post_init__(self):
         object.__setattr__(self, "imgsz", parse_imgsz(self.imgsz))
         _at_least("batch", self.batch, 1)
+        _plain_name("name", self.name)
         if self.dynamic_hw and not self.dynamic:
             object.__setattr__(self, "dynamic", True)
 
@@ -224,6 +239,7 @@ class BuildConfig(StageConfig):
     name: str | None = None  # engine base name [default: the ONNX's model name]
 
     def __post_init__(self):
+        _plain_name("name", self.name)
         _choice("precision", self.precision, PRECISIONS)
         _choice("int8_mode", self.int8_mode, INT8_MODES)
         _choice("hardware_compat", self.hardware_compat, HW_COMPAT)
@@ -322,6 +338,7 @@ class DeployConfig(StageConfig):
     config_override: str | None = None  # a config.pbtxt fragment merged into the detector's config
 
     def __post_init__(self):
+        _plain_name("name", self.name)
         object.__setattr__(self, "out", Path(self.out))
         _choice("backend", self.backend, DEPLOY_BACKENDS)
         _at_least("instances", self.instances, 1)

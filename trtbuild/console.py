@@ -1,4 +1,4 @@
-"""Console helpers: capture native (C/C++) stderr chatter, human-readable sizes and tables."""
+"""Console helpers: progress bars, capture native (C/C++) stderr chatter, human-readable sizes and tables."""
 
 from __future__ import annotations
 
@@ -7,6 +7,26 @@ import os
 import sys
 import tempfile
 from typing import Iterator, Sequence
+
+
+QUIET_INTERVAL = 30.0  # seconds between progress updates when stderr is not a terminal (a log file, CI)
+
+
+def progress_bar(iterable=None, **kwargs):
+    """A tqdm bar on stderr with the rate and ETA; where stderr is not a terminal it writes one line at most every
+    ``QUIET_INTERVAL`` seconds instead of a redraw per step, so a captured log stays a few lines long."""
+    from tqdm import tqdm
+
+    try:
+        interactive = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        interactive = False
+    if not interactive:
+        kwargs.setdefault("mininterval", QUIET_INTERVAL)
+        kwargs.setdefault("maxinterval", QUIET_INTERVAL * 4)
+        kwargs.setdefault("ncols", 100)
+    kwargs.setdefault("leave", False)
+    return tqdm(iterable, **kwargs)
 
 
 class CapturedLines:

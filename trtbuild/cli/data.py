@@ -22,11 +22,22 @@ from ..data.synth import DIFFICULTIES, generate_dataset
               help="'hard' has smaller objects, more clutter and noise (for a harder eval split).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes to render with (default: all CPUs). Does not change the output.")
-def synth_cmd(out: Path, n_train: int, n_val: int, seed: int, difficulty: str, workers: int | None) -> None:
+@click.option("--overwrite", is_flag=True,
+              help="Delete files under OUT/images and OUT/labels that synth did not write (refused without it).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def synth_cmd(out: Path, n_train: int, n_val: int, seed: int, difficulty: str, workers: int | None, overwrite: bool,
+              quiet: bool) -> None:
     """Generate the synthetic shapes detection dataset (YOLO format, 8 classes).
 
     Look-alike classes (square/rectangle, circle/ellipse, ...), objects from ~8 px to half the image,
     occlusion, cluttered textured backgrounds, blur, noise and JPEG artifacts; images of varied sizes.
+    A previous synth run in OUT is replaced; other files there are refused unless --overwrite.
+
+    \b
+    Examples:
+      trtbuild synth --out datasets/shapes --train 0 --val 500 --seed 0      # the reference val split
+      trtbuild synth --out calib_data/shapes --train 512 --val 0 --seed 1    # calibration images
     """
-    yaml_path = generate_dataset(out, n_train=n_train, n_val=n_val, seed=seed, workers=workers, difficulty=difficulty)
+    yaml_path = generate_dataset(out, n_train=n_train, n_val=n_val, seed=seed, workers=workers, difficulty=difficulty,
+                                 overwrite=overwrite, progress=not quiet)
     click.echo(f"wrote {n_train} train + {n_val} val images; data: {yaml_path}")

@@ -110,8 +110,8 @@ def deploy_ultralytics_cmd(engine, out, force):
 
 @click.command("serve")
 @click.argument("repository", type=click.Path(file_okay=False))
-@click.option("--http-port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--grpc-port", default=8001, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--http-port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="HTTP/REST port.")
+@click.option("--grpc-port", default=8001, show_default=True, type=click.IntRange(1, 65535), help="gRPC port.")
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="Address to listen on (0.0.0.0: every interface).")
 def serve_cmd(repository, http_port, grpc_port, address):

@@ -63,6 +63,11 @@ def build_cmd(onnx, precision, int8_mode, calib, min_batch, opt_batch, max_batch
     Skipped when an engine with the same key (ONNX content, precision, profiles, flags, TensorRT flavor and
     version, GPU or target compute capabilities) exists; --force rebuilds. Standard TensorRT needs a GPU;
     TensorRT-RTX (`pip install tensorrt-rtx`) builds on any host (`trtbuild doctor` says what this host has).
+
+    \b
+    Examples:
+      trtbuild build engines/shapes-yolov8n.sim.onnx --precision fp16
+      trtbuild build model.sim.onnx --precision int8 --max-batch 8 --flavor rtx --target-cc 8.9,12.0
     """
     path = Path(onnx)
     if not path.is_file():
@@ -124,6 +129,11 @@ def inspect_cmd(target, onnx_path, json_out, md_out, plot_out, top):
 
     ENGINE_OR_JSON is an engine's <engine>.layers.json (written by `trtbuild build`) or the .engine itself (its
     .layers.json is used when present, else the inspector is run, which needs TensorRT).
+
+    \b
+    Examples:
+      trtbuild inspect engines/shapes-yolov8n.fp16.engine --top 20
+      trtbuild inspect engines/shapes-yolov8n.int8.engine.layers.json --md int8.md --plot int8.png
     """
     report = inspect_path(target, onnx=onnx_path, host=current_host())
     click.echo(format_text(report, top))

@@ -11,6 +11,7 @@ from ..config import (
     CALIB_METHODS,
     DEFAULT_CALIB,
     DEFAULT_MODEL,
+    REFERENCE_MODEL,
     ExportConfig,
     NmsConfig,
     PipelineConfig,
@@ -42,6 +43,12 @@ def export_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
 
     Writes OUT_DIR/NAME.onnx and NAME.export.json (with --nms also NAME.nms.onnx); skipped when model and
     options are unchanged.
+
+    \b
+    Examples:
+      trtbuild export models/shapes-yolov8n.pt                  # engines/shapes-yolov8n.onnx
+      trtbuild export yolov8s.pt --imgsz 384,640 --dynamic --out-dir build
+      trtbuild export best.pt --nms onnx --conf 0.25                # also best.nms.onnx (NMS in the graph)
     """
     cfg = ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset,
                        out_dir=Path(out_dir), name=name, force=force)
@@ -60,7 +67,15 @@ def export_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
 @click.option("--strict", is_flag=True, help="Fail instead of keeping the unsimplified graph.")
 @click.option("--force", is_flag=True, help="Rerun even when the input is unchanged.")
 def simplify_cmd(onnx_path, out, rtol, strict, force):
-    """Simplify ONNX with onnxsim, report what changed and check parity with ONNX Runtime."""
+    """Simplify ONNX with onnxsim, report what changed and check parity with ONNX Runtime.
+
+    Writes NAME.sim.onnx beside ONNX (or --out) and NAME.simplify.json; when onnxsim fails or changes the outputs
+    beyond --rtol, the original graph is kept (an error with --strict).
+
+    \b
+    Examples:
+      trtbuild simplify engines/shapes-yolov8n.onnx    # → engines/shapes-yolov8n.sim.onnx
+    """
     res = simplify(onnx_path, SimplifyConfig(rtol=rtol, out=Path(out) if out else None, strict=strict, force=force))
     click.echo(describe(res))
     r = res.report
@@ -75,13 +90,21 @@ def simplify_cmd(onnx_path, out, rtol, strict, force):
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 def doctor_cmd(as_json):
-    """Show what this host has (TensorRT, pycuda, GPU) and which stages can run here."""
+    """Show what this host has (TensorRT, pycuda, GPU) and which stages can run here.
+
+    \b
+    Examples:
+      trtbuild doctor
+      trtbuild doctor --json > host.json
+    """
     info = doctor(current_host(pycuda=True))
     click.echo(json.dumps(info, indent=2) if as_json else format_doctor(info))
 
 
 @click.command("engine")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="YOLOv8 .pt checkpoint or .yaml config.")
+@click.option("--model", default=None,
+              help=f"YOLOv8 .pt checkpoint or .yaml config [default: {REFERENCE_MODEL}, the project's reference "
+                   f"model, where it exists; else {DEFAULT_MODEL}, random weights].")
 @with_options(EXPORT_OPTIONS)
 @click.option("--precision", default="fp16", show_default=True,
               help="fp32, fp16, int8, a comma list, or all.")
@@ -101,11 +124,23 @@ def doctor_cmd(as_json):
 @click.option("--strict", is_flag=True, help="Fail when a stage must be skipped on this host (e.g. no TensorRT).")
 def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, precision, calib, calib_num,
                calib_method, data, max_map_drop, eval_limit, flavor, target_cc, strict):
-    """Run the whole pipeline for MODEL: every stage whose inputs changed, as far as this host allows."""
+    """Run the whole pipeline for MODEL: every stage whose inputs changed, as far as this host allows.
+
+    \b
+    Examples:
+      trtbuild engine --model models/shapes-yolov8n.pt                       # FP16 engine (what make engine runs)
+      trtbuild engine --model yolov8s.pt --precision all --calib my_images/ --data my_data/data.yaml
+      trtbuild engine --model best.pt --dynamic --batch 8 --flavor rtx --target-cc 8.9       # batch 1..8 profile
+    """
+    if model is None:
+        model = REFERENCE_MODEL if Path(REFERENCE_MODEL).is_file() else DEFAULT_MODEL
+        note = "the project's reference model" if model == REFERENCE_MODEL else \
+            "random weights: detections are meaningless; pass --model YOUR.pt"
+        click.echo(f"model     no --model given: {model} ({note})", err=True)
     try:
         precisions = tuple(parse_precisions(precision))
     except TrtbuildError as exc:
-        raise click.BadParameter(str(exc).split(": ", 1)[-1], param_hint="--precision") from None
+        raise click.BadParameter(f"{precision!r}: {str(exc).split(': ', 1)[-1]}", param_hint="--precision") from None
     cfg = PipelineConfig(
         model=model,
         export=ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset,

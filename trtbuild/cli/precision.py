@@ -26,12 +26,19 @@ from .present import describe, format_budget
 @click.option("--percentile", default=DEFAULT_PERCENTILE, show_default=True,
               type=click.FloatRange(0, 100, min_open=True), help="Kept fraction of values, for --method percentile.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds which images are picked.")
-@click.option("--out-dir", default=None, type=click.Path(file_okay=False), help="[default: beside ONNX]")
+@click.option("--out-dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for NAME.ranges.json and NAME.calib.cache [default: beside ONNX].")
 @click.option("--force", is_flag=True, help="Rerun even when model, images and options are unchanged.")
 def calibrate_cmd(onnx_path, images_dir, num, batch, method, percentile, seed, out_dir, force):
     """Measure INT8 activation ranges of ONNX on calibration images (on the CPU).
 
-    Writes NAME.ranges.json (ranges and report) and NAME.calib.cache (TensorRT implicit-INT8 table).
+    Writes NAME.ranges.json (ranges and report) and NAME.calib.cache (TensorRT implicit-INT8 table). Unreadable
+    files are skipped and listed; fewer than 8 usable images are refused.
+
+    \b
+    Examples:
+      trtbuild calibrate engines/shapes-yolov8n.sim.onnx --images calib_data
+      trtbuild calibrate model.sim.onnx --images my_images/ --num 256 --method mse
     """
     cfg = CalibrateConfig(images=Path(images_dir), num=num, batch=batch, method=method, seed=seed,
                           percentile=percentile, out_dir=Path(out_dir) if out_dir else None, force=force)
@@ -51,20 +58,25 @@ def calibrate_cmd(onnx_path, images_dir, num, batch, method, percentile, seed, o
 @click.command("budget")
 @click.argument("sim_onnx", metavar="SIM_ONNX", type=click.Path(dir_okay=False, exists=True))
 @click.option("--data", required=True, type=click.Path(exists=True), help="YOLO data set (data.yaml or folder).")
-@click.option("--split", default="val", show_default=True)
+@click.option("--split", default="val", show_default=True, help="Split of the data YAML to evaluate on.")
 @click.option("--ranges", "ranges_json", default=None, type=click.Path(dir_okay=False),
               help="Calibration ranges [default: NAME.ranges.json beside SIM_ONNX].")
 @click.option("--max-map-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Points of mAP50-95 INT8 may lose against FP32.")
 @click.option("--images", "images_dir", default=None, type=click.Path(file_okay=False, exists=True),
               help="Held-out images for the sensitivity ranking [default: the calibration images].")
-@click.option("--num-images", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--num-images", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Held-out images the sensitivity of each conv is measured on.")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Evaluate the first N images only.")
 @click.option("--force", is_flag=True, help="Rerun even when nothing changed.")
 def budget_cmd(sim_onnx, data, split, ranges_json, max_map_drop, images_dir, num_images, limit, force):
     """Keep INT8's mAP50-95 drop within --max-map-drop, falling back the most sensitive convs to float.
 
     Writes NAME.budget.json and, when full INT8 does not fit, NAME.int8fb.onnx.
+
+    \b
+    Examples:
+      trtbuild budget engines/shapes-yolov8n.sim.onnx --data datasets/shapes --max-map-drop 0.5
     """
     images = tuple(select_images(images_dir, num_images)[0]) if images_dir else None
     cfg = BudgetConfig(data=Path(data), split=split, max_map_drop=max_map_drop, images=images,
@@ -79,16 +91,22 @@ def budget_cmd(sim_onnx, data, split, ranges_json, max_map_drop, images_dir, num
 @click.command("report")
 @click.argument("sim_onnx", metavar="SIM_ONNX", type=click.Path(dir_okay=False, exists=True))
 @click.option("--data", required=True, type=click.Path(exists=True), help="YOLO data set (data.yaml or folder).")
-@click.option("--split", default="val", show_default=True)
+@click.option("--split", default="val", show_default=True, help="Split of the data YAML to evaluate on.")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Evaluate the first N images only.")
 @click.option("--compare-images", "compare_dir", default=None, type=click.Path(file_okay=False, exists=True),
               help="Images for the output error against FP32 [default: the first 8 of the split].")
-@click.option("--num-compare", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--num-compare", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Images the output error against FP32 is measured on.")
 @click.option("--out-prefix", default=None, type=click.Path(dir_okay=False),
               help="Write PREFIX.precision.{json,md,png} [default: NAME beside SIM_ONNX].")
 @click.option("--force", is_flag=True, help="Rebuild even when nothing changed.")
 def report_cmd(sim_onnx, data, split, limit, compare_dir, num_compare, out_prefix, force):
-    """Compare the FP32/FP16/INT8/INT8+fallback ONNX variants beside SIM_ONNX: mAP, output error, size."""
+    """Compare the FP32/FP16/INT8/INT8+fallback ONNX variants beside SIM_ONNX: mAP, output error, size.
+
+    \b
+    Examples:
+      trtbuild report engines/shapes-yolov8n.sim.onnx --data datasets/shapes
+    """
     images = tuple(select_images(compare_dir, num_compare)[0]) if compare_dir else None
     cfg = ReportConfig(data=Path(data), split=split, compare_images=images, num_compare=num_compare, limit=limit,
                        out_prefix=Path(out_prefix) if out_prefix else None, force=force)

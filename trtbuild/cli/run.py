@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from ..artifacts import output_folders
 from ..config import DEFAULT_OUT_DIR
+from ..layout import model_name
 from ..tasks.bench import run_bench
 from ..tasks.bench_report import format_bench, write_bench_report
 from ..tasks.bench_triton import run_bench_triton
@@ -66,14 +68,23 @@ def infer_cmd(model, source, json_path, save_dir, conf, iou, max_det, batch, tri
 @click.option("--data", required=True, type=click.Path(),
               help="YOLO data set: a data.yaml, or a folder holding one.")
 @click.option("--split", default="val", show_default=True, help="Split named in the data.yaml.")
-@click.option("--conf", default=0.001, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1))
+@click.option("--conf", default=0.001, show_default=True, type=click.FloatRange(0, 1),
+              help="Score threshold (ultralytics' val default: keep nearly everything for the PR curve).")
+@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
+@click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1), help="Boxes per image.")
 @click.option("--batch", default=None, type=click.IntRange(min=1), help="Images per call (dynamic-batch models).")
 @click.option("--report", default=None, type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def eval_cmd(model, data, split, conf, iou, max_det, batch, report, quiet):
-    """mAP50, mAP50-95, per-class AP, P and R of MODEL on a YOLO-format data set (ultralytics' val protocol)."""
+    """mAP50, mAP50-95, per-class AP, P and R of MODEL on a YOLO-format data set (ultralytics' val protocol).
+
+    Refused when no image of the split has labels, or when the model's classes do not match the data set's.
+
+    \b
+    Examples:
+      trtbuild eval engines/shapes-yolov8n.sim.onnx --data datasets/shapes --report engines/eval.json
+      trtbuild eval engines/shapes-yolov8n.int8.onnx --data datasets/shapes --limit 100
+    """
     res = evaluate(model, data, split, conf, iou, max_det, batch, report=report, progress=not quiet,
                    host=current_host())
     click.echo(format_eval(res))
@@ -115,7 +126,7 @@ def _batches(ctx, param, value):
 @click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
 @click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False),
               help="Where the report files go.")
-@click.option("--name", default=None, help="Report base name: NAME.bench.{json,md,png} [default: first model's stem].")
+@click.option("--name", default=None, help="Report base name: NAME.bench.{json,md,png} [default: the first model's name, e.g. yolov8n for yolov8n.sim.onnx].")
 @click.option("--cpu-preprocess", is_flag=True,
               help="Letterbox on the CPU for TensorRT engines too [default: GPU letterbox into the input buffer].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -138,16 +149,18 @@ def bench_cmd(models, batches, warmup, iters, triton, concurrency, requests, ima
             raise click.BadParameter("with --triton, give one MODEL: the name it was deployed under",
                                      param_hint="MODEL")
         batch = batches[0] if batches else 1
-        result = run_bench_triton(triton, models[0], concurrency, requests, 2 if warmup is None else warmup, batch,
-                                  images, progress=not quiet)
-        files = write_bench_report(result, Path(out_dir), name or f"{models[0]}.triton")
+        with output_folders(out_dir):  # checked before the load test; removed again if it fails
+            result = run_bench_triton(triton, models[0], concurrency, requests, 2 if warmup is None else warmup,
+                                      batch, images, progress=not quiet)
+            files = write_bench_report(result, Path(out_dir), name or f"{models[0]}.triton")
         click.echo(format_bench(result))
         click.echo(f"report {files['md']}, {files['png']}, {files['json']}")
         return
     warmup = 10 if warmup is None else warmup
     paths = [Path(m) for m in models]
-    result = run_bench(paths, batches, warmup, iters, images, imgsz, conf, iou, progress=not quiet,
-                       gpu_preprocess=not cpu_preprocess, host=current_host())
-    files = write_bench_report(result, Path(out_dir), name or paths[0].stem)
+    with output_folders(out_dir):  # the report's folder is checked before minutes of benchmarking
+        result = run_bench(paths, batches, warmup, iters, images, imgsz, conf, iou, progress=not quiet,
+                           gpu_preprocess=not cpu_preprocess, host=current_host())
+        files = write_bench_report(result, Path(out_dir), name or model_name(paths[0]))
     click.echo(format_bench(result))
     click.echo(f"report {files['md']}, {files['png']}, {files['json']}")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
 from dataclasses import asdict, dataclass
 from functools import partial
 from multiprocessing import get_context
@@ -16,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
-from tqdm import tqdm
 
+from ..console import progress_bar
 from ..errors import InputError
 
 CLASS_NAMES = ("square", "rectangle", "circle", "ellipse", "triangle", "hexagon", "star", "cross")
@@ -323,14 +325,26 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _prepare(root: Path) -> None:
-    """Create the split folders; clear images, labels and ultralytics caches a previous run left there."""
+_OURS = re.compile(r"^\d{6}\.(jpg|txt)$")
+
+
+def _prepare(root: Path, overwrite: bool = False) -> None:
+    """Create the split folders and clear what a previous synth run wrote there (``NNNNNN.jpg``/``.txt`` and
+    ultralytics' label caches). Any other file under ``images/`` or ``labels/`` would end up in the data set, and
+    it is not synth's to delete: InputError naming it, unless ``overwrite``."""
+    foreign = [f for kind in ("images", "labels") for split in SPLITS if (root / kind / split).is_dir()
+               for f in sorted((root / kind / split).iterdir()) if not _OURS.match(f.name) or not f.is_file()]
+    if foreign and not overwrite:
+        raise InputError(f"out={root}: {foreign[0]} and {len(foreign) - 1} more file(s) under images/ or labels/ "
+                         "were not written by synth; choose an empty folder, or pass --overwrite to delete them",
+                         param="out")
     for split in SPLITS:
-        for kind, pattern in (("images", "*.jpg"), ("labels", "*.txt")):
+        for kind in ("images", "labels"):
             d = root / kind / split
             d.mkdir(parents=True, exist_ok=True)
-            for f in d.glob(pattern):
-                f.unlink()
+            for f in d.iterdir():
+                if _OURS.match(f.name) and f.is_file() or (overwrite and f in foreign):
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
         (root / "labels" / f"{split}.cache").unlink(missing_ok=True)
 
 
@@ -347,22 +361,24 @@ def generate_dataset(
     workers: int | None = None,
     difficulty: str = "normal",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write a YOLO-format dataset under ``root`` and return the path of its data.yaml.
 
     Same arguments, same bytes: every image draws from its own generator seeded by (seed, split, index,
-    difficulty), so the worker count does not change the result.
+    difficulty), so the worker count does not change the result. A previous synth run's files are replaced; any
+    other file under ``images/`` or ``labels/`` is refused unless ``overwrite`` (see ``_prepare``).
     """
     params = params_for(difficulty)
     if n_train < 0 or n_val < 0:
         raise InputError(f"image counts must be >= 0 (got train={n_train}, val={n_val})")
     root = Path(root).resolve()
-    _prepare(root)
+    _prepare(root, overwrite)
     tasks = [("train", i) for i in range(n_train)] + [("val", i) for i in range(n_val)]
     job = partial(_write_one, root=str(root), seed=int(seed), difficulty=difficulty)
     workers = max(1, min(workers or default_workers(), len(tasks) or 1))
     counts = {s: np.zeros(len(CLASS_NAMES), np.int64) for s in SPLITS}
-    bar = tqdm(total=len(tasks), desc=f"synth {root.name}", unit="img", disable=not progress)
+    bar = progress_bar(total=len(tasks), desc=f"synth {root.name}", unit="img", disable=not progress)
     pool = get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 else None
     if pool is None:
         results = map(job, tasks)

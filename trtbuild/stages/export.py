@@ -18,7 +18,7 @@ from pathlib import Path
 
 import onnx
 
-from ..artifacts import Outputs, StageResult, package_version, run_stage, sha256_file, sha256_json
+from ..artifacts import Outputs, StageResult, package_version, run_stage, sha256_file, sha256_json, temp_prefix
 from ..config import ExportConfig
 from ..errors import ExportError, InputError, UnsupportedModelError
 from ..layout import Layout, model_stem
@@ -161,7 +161,7 @@ def export(model: str | os.PathLike = "yolov8n.yaml", config: ExportConfig = Exp
     def make(outputs: Outputs) -> dict:
         _quiet_ultralytics_env()
         out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as tmp:
+        with tempfile.TemporaryDirectory(prefix=temp_prefix("export"), dir=out.parent) as tmp:
             onnx_model = _export_in(Path(tmp).resolve(), model, source, kind, cfg)
         onnx.save(onnx_model, str(outputs.path(out, ".onnx")))
         inputs, outs = io_specs(onnx_model)

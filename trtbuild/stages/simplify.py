@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..artifacts import Outputs, StageResult, package_version, run_stage, sha256_file, sha256_json
+from ..artifacts import (Outputs, StageResult, deferred_interrupts, package_version, run_stage, sha256_file,
+                         sha256_json)
 from ..config import SimplifyConfig
 from ..console import capture_fd_stderr
 from ..errors import ParityError, UnsupportedModelError
@@ -109,7 +110,7 @@ def simplify(onnx_path: str | os.PathLike, config: SimplifyConfig = SimplifyConf
         before_bytes = src.stat().st_size
         simplified_ok, reason, check = False, None, None
         try:
-            with capture_fd_stderr() as native_log:  # onnxsim's C++ warnings go to the report, not the console
+            with deferred_interrupts(), capture_fd_stderr() as native_log:  # C++ warnings go to the report
                 candidate, checked = onnxsim.simplify(original, check_n=0)
             if not checked:
                 reason = "onnxsim reported the simplified model as not equivalent"

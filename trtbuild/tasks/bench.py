@@ -17,10 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..artifacts import package_version
 from ..console import human_bytes
+from ..console import progress_bar
 from ..cuda.buffers import STAGES as BACKEND_STAGES
 from ..errors import InputError
 from ..runtime.base import Runner
@@ -108,7 +108,7 @@ def bench_batch(predictor: Predictor, frames: list[np.ndarray], batch: int, warm
     stages: dict[str, list[float]] = {k: [] for k in STAGES}
     split = False
     detections = 0
-    bar = tqdm(total=warmup + iters, desc=desc, unit="it", leave=False, disable=not progress)
+    bar = progress_bar(total=warmup + iters, desc=desc, unit="it", leave=False, disable=not progress)
     try:
         for i in range(warmup + iters):
             run = predictor.run_batch(cycle_batch(frames, i, batch))

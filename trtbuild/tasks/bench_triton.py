@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from ..console import progress_bar
 from ..errors import InputError, ServerError, ServerGoneError, TrtbuildError
 from ..serve.triton_client import TritonClient
 from ..serve.triton_config import POST, PRE
@@ -51,7 +51,7 @@ def _level(url: str, model: str, concurrency: int, requests: int, warmup: int, b
     stop = threading.Event()
     ready, go = threading.Barrier(concurrency + 1), threading.Barrier(concurrency + 1)
     lock = threading.Lock()
-    bar = tqdm(total=concurrency * requests, desc=f"triton c={concurrency}", unit="req", leave=False,
+    bar = progress_bar(total=concurrency * requests, desc=f"triton c={concurrency}", unit="req", leave=False,
                disable=not progress)
 
     def fail(exc: TrtbuildError) -> None:

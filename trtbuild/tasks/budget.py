@@ -24,8 +24,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from ..console import progress_bar
 from ..artifacts import Outputs, StageResult, package_version, read_json, run_stage, sha256_file, sha256_json
 from ..config import BudgetConfig, Int8Config
 from ..data.dataset import load_dataset
@@ -60,7 +60,7 @@ def layer_sensitivity(sim_onnx: str | os.PathLike, ranges: dict, images: Sequenc
     batch = read_batch(list(images), hw)
     ref = OnnxRunner(model).infer_all(batch)
     rows = []
-    for conv in tqdm(cands, desc="sensitivity", unit="conv", leave=False, disable=not progress):
+    for conv in progress_bar(cands, desc="sensitivity", unit="conv", leave=False, disable=not progress):
         q, _ = quantize_qdq(model, ranges, exclude_nodes=set(cands) - {conv})
         rows.append({"conv": conv, **sensitivity(ref, OnnxRunner(q).infer_all(batch), hw)})
     rows.sort(key=lambda r: -r["score"])

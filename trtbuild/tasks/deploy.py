@@ -20,7 +20,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..artifacts import current_umask, sha256_file, write_bytes_atomic
+from ..artifacts import current_umask, output_folders, sha256_file, temp_prefix, write_bytes_atomic
 from ..config import DeployConfig
 from ..errors import InputError
 from ..layout import model_name
@@ -211,23 +211,23 @@ def deploy_triton(model: str | os.PathLike, cfg: DeployConfig = DeployConfig(), 
         name + tc.POST: {"model.py": shim("Postprocess")},
         name + tc.E2E: {},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        for model_dir, config in configs.items():
-            _write(tmp, model_dir, config, files[model_dir])
-        labels = "".join(f"{det.names.get(i, i)}\n" for i in range(max(det.names, default=-1) + 1))
-        (tmp / name / "labels.txt").write_text(labels)
-        manifest = {"trtbuild_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "source": str(model.resolve()), "source_sha256": sha256_file(model), "backend": backend,
-                    "models": list(configs), "ensemble": name + tc.E2E, "settings": cfg.to_dict(),
-                    "engine": {k: meta.get(k) for k in ("precision", "tensorrt_version", "gpu")} if meta else None}
-        (tmp / "trtbuild-deploy.json").write_text(json.dumps(manifest, indent=1, default=str) + "\n")
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
-        _replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with output_folders(out.parent):  # checked first; not left behind empty when writing fails
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
+        try:
+            for model_dir, config in configs.items():
+                _write(tmp, model_dir, config, files[model_dir])
+            labels = "".join(f"{det.names.get(i, i)}\n" for i in range(max(det.names, default=-1) + 1))
+            (tmp / name / "labels.txt").write_text(labels)
+            manifest = {"trtbuild_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "source": str(model.resolve()), "source_sha256": sha256_file(model), "backend": backend,
+                        "models": list(configs), "ensemble": name + tc.E2E, "settings": cfg.to_dict(),
+                        "engine": {k: meta.get(k) for k in ("precision", "tensorrt_version", "gpu")} if meta else None}
+            (tmp / "trtbuild-deploy.json").write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
+            _replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return {"out": out, "models": list(configs), "backend": backend, "detector": det, "ensemble": name + tc.E2E}
 
 

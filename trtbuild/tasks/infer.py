@@ -8,6 +8,7 @@ Unreadable files in a folder are reported and skipped; the run never stops for t
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -15,9 +16,9 @@ from pathlib import Path
 from typing import Callable
 
 import cv2
-from tqdm import tqdm
 
-from ..artifacts import atomic_path
+from ..console import progress_bar
+from ..artifacts import atomic_path, output_folders
 from ..runtime.open import open_runner
 from ..serve.triton_client import TritonClient
 from ..trt.host import Host
@@ -48,10 +49,18 @@ def _record(source_id: str, image, det, names) -> dict:
     return rec
 
 
-def _annotated_name(source_id: str) -> str:
+def _annotated_name(source_id: str, taken: set[str]) -> str:
+    """``<stem>.jpg`` (``<stem>_<frame>.jpg`` for video); two sources with one stem (``a/x.png``, ``b/x.jpg``) get
+    ``x.jpg`` and ``x_2.jpg``, so neither picture overwrites the other."""
     path, _, frame = source_id.partition("#")
     stem = Path(path).stem
-    return f"{stem}_{int(frame):06d}.jpg" if frame else f"{stem}.jpg"
+    base = f"{stem}_{int(frame):06d}" if frame else stem
+    name, n = f"{base}.jpg", 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}.jpg"
+    taken.add(name)
+    return name
 
 
 @contextlib.contextmanager
@@ -65,6 +74,38 @@ def open_predictor(model: str | os.PathLike, triton: str | None = None, host: Ho
     else:
         with open_runner(model, host=host) as runner:
             yield Predictor(runner, **options)
+
+
+def _predict_all(predictor, first, frames, save: Path | None, written: list[Path], total: int | None,
+                 progress: bool, desc: str) -> list[dict]:
+    """Detections of every frame, in batches of the predictor's size; annotated pictures into ``save`` (their
+    paths appended to ``written``)."""
+    records: list[dict] = []
+    taken: set[str] = set()
+    bar = progress_bar(total=total, desc=desc, unit="img", leave=False) if progress else None
+
+    def flush(chunk):
+        for (sid, image), det in zip(chunk, predictor.predict([im for _, im in chunk])):
+            records.append(_record(sid, image, det, predictor.names))
+            if save:
+                out = save / _annotated_name(sid, taken)
+                if not cv2.imwrite(str(out), draw_detections(image, det, predictor.names)):
+                    raise OSError(errno.EIO, "could not write the annotated picture", str(out))
+                written.append(out)
+        if bar is not None:
+            bar.update(len(chunk))
+
+    chunk = [first] if first is not None else []
+    for item in frames:
+        if len(chunk) == predictor.batch:
+            flush(chunk)
+            chunk = []
+        chunk.append(item)
+    if chunk:
+        flush(chunk)
+    if bar is not None:
+        bar.close()
+    return records
 
 
 def run_infer(
@@ -96,38 +137,25 @@ def run_infer(
 
     frames = iter_sources(source, on_skip=skip)  # validates the source before any model is loaded
     first = next(frames, None)
-    records: list[dict] = []
     save = Path(save_dir) if save_dir else None
-    if save:
-        save.mkdir(parents=True, exist_ok=True)
-    with open_predictor(model, triton, host, conf=conf, iou=iou, max_det=max_det, batch=batch) as predictor:
-        bar = None
-        if progress:
-            bar = tqdm(total=_count_frames(source), desc=f"infer {source.name}", unit="img", leave=False)
-
-        def flush(chunk):
-            for (sid, image), det in zip(chunk, predictor.predict([im for _, im in chunk])):
-                records.append(_record(sid, image, det, predictor.names))
-                if save:
-                    cv2.imwrite(str(save / _annotated_name(sid)), draw_detections(image, det, predictor.names))
-            if bar is not None:
-                bar.update(len(chunk))
-
-        chunk = [first] if first is not None else []
-        for item in frames:
-            if len(chunk) == predictor.batch:
-                flush(chunk)
-                chunk = []
-            chunk.append(item)
-        if chunk:
-            flush(chunk)
-        if bar is not None:
-            bar.close()
-    if json_path:
-        with atomic_path(json_path, suffix=".jsonl") as tmp:
-            with open(tmp, "w") as f:
-                for rec in records:
-                    f.write(json.dumps(rec) + "\n")
+    written: list[Path] = []
+    # the output folders are checked before the work; a failure removes the pictures written so far and the
+    # folders this run created
+    with output_folders(*([save] if save else []), *([Path(json_path).parent] if json_path else [])):
+        try:
+            with open_predictor(model, triton, host, conf=conf, iou=iou, max_det=max_det, batch=batch) as predictor:
+                total = _count_frames(source) if progress else None
+                records = _predict_all(predictor, first, frames, save, written, total, progress,
+                                       f"infer {source.name}")
+            if json_path:
+                with atomic_path(json_path, suffix=".jsonl") as tmp:
+                    with open(tmp, "w") as f:
+                        for rec in records:
+                            f.write(json.dumps(rec) + "\n")
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
     return {
         "images": len(records),
         "detections": sum(len(r["detections"]) for r in records),

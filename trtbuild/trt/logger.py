@@ -10,6 +10,7 @@ import sys
 
 from tqdm import tqdm
 
+from ..console import progress_bar
 from .compat import trt_module
 
 
@@ -47,7 +48,7 @@ def progress_monitor(flavor: str = "tensorrt"):
             depth = self.depth.get(parent_phase, -1) + 1 if parent_phase else 0
             self.depth[phase_name] = depth
             if depth < 2:
-                self.bars[phase_name] = tqdm(total=num_steps, desc=("  " * depth) + phase_name, leave=False,
+                self.bars[phase_name] = progress_bar(total=num_steps, desc=("  " * depth) + phase_name, leave=False,
                                              position=depth, unit="step")
 
         def step_complete(self, phase_name, step):

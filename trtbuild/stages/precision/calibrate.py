@@ -195,4 +195,6 @@ def load_ranges(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
     report = read_json(path)
     if not report or not isinstance(report.get("ranges"), dict):
         raise InputError(f"{path}: not a calibration ranges file; rerun `trtbuild calibrate`")
+    if not report["ranges"]:
+        raise InputError(f"{path}: holds no ranges; rerun `trtbuild calibrate` on the model")
     return {k: (float(v[0]), float(v[1])) for k, v in report["ranges"].items()}

@@ -13,6 +13,7 @@ import onnx
 
 from ...artifacts import Outputs, StageResult, package_version, run_stage, sha256_file, sha256_json
 from ...config import Int8Config
+from ...errors import InputError
 from ...layout import Layout
 from ...onnx.graph import load_onnx
 from .calibrate import load_ranges
@@ -48,6 +49,10 @@ def int8(sim_onnx: str | os.PathLike, ranges_json: str | os.PathLike, config: In
 
     def make(outputs: Outputs) -> dict:
         quantized, rep = quantize_qdq(load_onnx(src), load_ranges(ranges_json), exclude_nodes=set(exclude))
+        if not rep.quantized_convs and len(exclude) < rep.convs:
+            why = next(iter(rep.excluded_convs.values()), "no conv")
+            raise InputError(f"{ranges_json}: no conv of {src} could be quantized with these ranges ({why}): the "
+                             f"result would not be INT8; recalibrate this model: trtbuild calibrate {src}")
         tmp = outputs.path(out, ".onnx")
         onnx.save(quantized, str(tmp))
         return {"input": str(src), "ranges": str(ranges_json), "output": str(out), "exclude": exclude,

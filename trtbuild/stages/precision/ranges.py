@@ -38,11 +38,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from tqdm import tqdm
 
 from ...config import CALIB_METHODS as METHODS
 from ...config import DEFAULT_PERCENTILE
-from ...console import capture_fd_stderr
+from ...console import capture_fd_stderr, progress_bar
 from ...errors import InputError
 from ...onnx.graph import load_onnx
 from ...onnx.modelinfo import ModelInfo
@@ -75,7 +74,7 @@ class CalibrationData:
         return -(-len(self.images) // self.batch)
 
     def __iter__(self):
-        with tqdm(total=len(self.images), desc="calibrate", unit="img", leave=False, disable=not self.progress) as bar:
+        with progress_bar(total=len(self.images), desc="calibrate", unit="img", disable=not self.progress) as bar:
             for start in range(0, len(self.images), self.batch):
                 frames = [read_image(p) for p in self.images[start : start + self.batch]]
                 if (bad := next((p for p, f in zip(self.images[start:], frames) if f is None), None)) is not None:
