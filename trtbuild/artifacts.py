@@ -287,6 +287,11 @@ def run_stage(stage: str, key: str, report_path: str | os.PathLike, output: str 
 
     try:
         fields = make(outs)
+    except OSError as exc:
+        undo()
+        if exc.filename is None:  # written through a file object (onnx.save, …): name the folder at least
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(report_path.parent)) from exc
+        raise
     except BaseException:
         undo()
         raise
