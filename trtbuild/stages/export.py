@@ -104,7 +104,8 @@ def _load_yolo(model: str, source: Path, kind: str, workdir: Path, seed: int):
             return YOLO(str(local))
         return YOLO(str(source) if Path(model).is_file() else str(model))
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        # ultralytics names the private copy: say the user's path instead
+        first = (str(exc).replace(str(workdir / source.name), str(source)).strip().splitlines() or [""])[0][:200]
         raise InputError(
             f"{model}: not a YOLO {'checkpoint' if kind == 'pt' else 'model config'} that ultralytics can "
             f"load ({type(exc).__name__}: {first}); pass a YOLOv8 detect .pt or .yaml"
