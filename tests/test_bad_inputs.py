@@ -159,7 +159,7 @@ def test_an_onnx_that_is_not_a_detector_is_one_line(not_a_detector, shapes_val_d
 
 
 def test_infer_sources(model, tmp_path):
-    refused(run("infer", model, tmp_path / "missing"), 2, "missing")
+    refused(run("infer", model, tmp_path / "missing"), 2, "missing", "no such file or folder; give an image")
     (tmp_path / "empty").mkdir()
     refused(run("infer", model, tmp_path / "empty"), 2, "empty", "is empty")
     refused(run("infer", tmp_path / "model.xyz", ultralytics_photos()[0]), 2, "model.xyz")

@@ -217,7 +217,7 @@ def test_bad_sources_exit_2(shapes_onnx, synth_dir, tmp_path):
     empty.mkdir()
     for args, needle in [
         (("infer", shapes_onnx, empty), "empty"),
-        (("infer", shapes_onnx, tmp_path / "missing"), "does not exist"),
+        (("infer", shapes_onnx, tmp_path / "missing"), "no such file or folder; give an image"),
         (("infer", tmp_path / "missing.onnx", synth_dir[0]), "missing.onnx"),
     ]:
         res = _cli(*args, "--json", tmp_path / "d.jsonl", "--quiet")

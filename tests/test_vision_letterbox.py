@@ -250,7 +250,7 @@ def test_iter_sources_errors(tmp_path):
     (tmp_path / "txt" / "a.txt").write_text("x")
     with pytest.raises(InputError, match="no image"):
         list(iter_sources(tmp_path / "txt"))
-    with pytest.raises(InputError, match="does not exist"):
+    with pytest.raises(InputError, match="no such file or folder"):
         list(iter_sources(tmp_path / "missing.jpg"))
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"nope")

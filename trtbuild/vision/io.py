@@ -113,7 +113,7 @@ def iter_sources(path: str | Path, on_skip: SkipCallback | None = None) -> Itera
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"input {path} does not exist")
+        raise InputError(f"{path}: no such file or folder; give an image, a video, or a folder of images")
     if path.is_dir():
         images = list_images(path, on_skip=on_skip)
         if not images:
