@@ -104,6 +104,9 @@ def list_images(folder: str | Path, recursive: bool = False, on_skip: SkipCallba
     return images
 
 
+_SOURCE_HINT = "give an image, a video, or a folder of images"
+
+
 def iter_sources(path: str | Path, on_skip: SkipCallback | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(source_id, frame_bgr)`` for an image file, a folder of images or a video.
 
@@ -113,13 +116,13 @@ def iter_sources(path: str | Path, on_skip: SkipCallback | None = None) -> Itera
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such file or folder; give an image, a video, or a folder of images")
+        raise InputError(f"{path}: no such file or folder; {_SOURCE_HINT}")
     if path.is_dir():
         images = list_images(path, on_skip=on_skip)
         if not images:
             what = ("is empty" if not any(path.iterdir())
                     else f"holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            raise InputError(f"folder {path} {what}; give an image, a video, or a folder of images")
+            raise InputError(f"folder {path} {what}; {_SOURCE_HINT}")
         for p in images:
             img = read_image(p)
             if img is None:
