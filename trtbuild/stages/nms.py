@@ -9,7 +9,10 @@ what ``vision.decode.postprocess_end2end`` and ``Predictor`` read. Two variants:
   them), score > conf and IoU > iou compared in float32 exactly as the host does (the IoU threshold goes through
   ``vision.nms``'s float32 rounding), then every image's kept boxes are scattered back onto its anchors and one
   ``TopK`` over the anchors sorts them (ties: lower anchor first, as the host's stable sort), cuts to max_det and
-  pads, which works for any batch size without a per-image loop.
+  pads, which works for any batch size without a per-image loop. One difference: the host keeps classes apart
+  as ultralytics does, by offsetting class c's boxes by c × 7680 px, where float32 steps reach 1/16 px; the
+  graph compares each class at its own coordinates, so a pair whose IoU lies within that rounding of the
+  threshold can be decided differently (the tests compare with the host's NMS run class by class).
 * ``"efficient"``: TensorRT's ``EfficientNMS_TRT`` plugin (TensorRT 10.x; deprecated since 10.12 but still in the
   11.x plugin library; the engine builder must load the plugin library: ``trt.init_libnvinfer_plugins``). The
   parser finds it by op_type plus the ``plugin_version``/``plugin_namespace`` attributes and ignores the domain, so
