@@ -31,7 +31,7 @@ help:
 	@echo "make data     generate the reference model's synthetic val split into DATA=$(DATA)"
 	@echo "make eval     mAP of the simplified ONNX of MODEL on DATA (runs make engine and make data first)"
 	@echo "make triton-kit  tritonserver 2.51 (nvidia-pytriton wheel) into $(VENV)/triton (make install does it)"
-	@echo "make clean    remove build artifacts in $(OUT_DIR)/ (keeps the venv)"
+	@echo "make clean    delete what trtbuild wrote in $(OUT_DIR)/ (trtbuild clean; your own files there stay)"
 	@echo "variables: MODEL IMGSZ BATCH PRECISION (fp32|fp16|int8|all) CALIB CALIB_METHOD STRICT=1 OUT_DIR DATA"
 	@echo "           EVAL_LIMIT (images of DATA the budget and the report evaluate; 250)"
 	@echo "           FLAVOR (auto|tensorrt|rtx) TARGET_CC (TensorRT-RTX, e.g. 8.6,8.9,12.0)"
@@ -111,9 +111,10 @@ data: $(DATA)/data.yaml
 eval: engine data
 	$(BIN)/trtbuild eval $(OUT_DIR)/$(NAME).sim.onnx --data $(DATA) --report $(OUT_DIR)/$(NAME).eval.json
 
+# only what trtbuild wrote (its records in each folder), while unchanged: a file of yours in engines/ stays
 clean:
-	find $(OUT_DIR) -mindepth 1 ! -name README.md -exec rm -rf {} +
-	rm -rf .pytest_cache runs
+	@if [ -x $(BIN)/trtbuild ]; then $(BIN)/trtbuild clean $(OUT_DIR); fi
+	rm -rf .pytest_cache
 
 distclean: clean
 	rm -rf $(VENV) *.egg-info

@@ -92,3 +92,14 @@ def export_calibrated_model(out_dir: Path, images: list[np.ndarray], imgsz: int 
     finally:
         os.chdir(cwd)
     return path if path.is_absolute() else out_dir / path
+
+
+def refused(result, code: int, *needles: str) -> str:
+    """The one ``error:`` line of a CLI ``result`` (exit ``code``, no traceback, every needle in it)."""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    return errors[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -25,6 +26,7 @@ from trtbuild.config import BuildConfig
 from trtbuild.cuda.probe import GPU, CudaProbe
 from trtbuild.errors import BuildError, DependencyMissingError, EngineMismatchError, InputError
 from trtbuild.layout import layers_path, sidecar_path
+from trtbuild.owned import NotOursError
 from trtbuild.stages.precision.table import parse_table
 from trtbuild.trt import engine_file
 from trtbuild.trt.builder import build
@@ -191,10 +193,14 @@ def test_second_build_is_skipped_force_and_new_content_rebuild(model, host, tmp_
     data = bytearray(engine.read_bytes())
     data[-1] ^= 0xFF  # same size, other bytes: the sidecar's sha256, not the size, says it is not the engine built
     engine.write_bytes(bytes(data))
-    edited = build(src, config, host=h, progress=False)
+    with pytest.raises(NotOursError, match="m.fp32.engine: changed since trtbuild wrote it"):  # not its own now
+        build(src, config, host=h, progress=False)
+    assert engine.read_bytes() == bytes(data) and len(trt._double.builds) == 2
+    mine = replace(config, overwrite=True)
+    edited = build(src, mine, host=h, progress=False)
     assert not edited.skipped and len(trt._double.builds) == 3 and engine.read_bytes() != bytes(data)
     layers_path(engine).write_text("[]")  # the layer JSON is hashed too
-    assert not build(src, config, host=h, progress=False).skipped and len(trt._double.builds) == 4
+    assert not build(src, mine, host=h, progress=False).skipped and len(trt._double.builds) == 4
     assert build(src, config, host=h, progress=False).skipped and len(trt._double.builds) == 4
     changed = onnx.load(str(src))
     changed.doc_string = "retrained"
@@ -267,9 +273,14 @@ def test_build_returning_none_is_a_build_error_with_the_logged_reason(model, hos
 def test_warnings_are_printed_once(model, host, tmp_path, capsys):
     _, h = host("10.13.3.9")
     (tmp_path / "timing.cache").write_bytes(b"not a timing cache")  # e.g. left by another TensorRT
-    build(model, BuildConfig(precision="fp32", out_dir=tmp_path), host=h, progress=False)
+    res = build(model, BuildConfig(precision="fp32", out_dir=tmp_path), host=h, progress=False)
     err = capsys.readouterr().err
     assert err.count("TensorRT warning: the timing cache was not created by TensorRT 10.13.3.9") == 1
+    assert (tmp_path / "timing.cache").read_bytes() == b"not a timing cache"  # not trtbuild's: read, not replaced
+    assert any("timing.cache was not written by trtbuild" in n for n in res.report["notes"])
+    build(model, BuildConfig(precision="fp32", out_dir=tmp_path, force=True, overwrite=True), host=h,
+          progress=False)  # replaced when asked
+    capsys.readouterr()
     build(model, BuildConfig(precision="fp32", out_dir=tmp_path, force=True), host=h,
           progress=False)  # the cache is good now
     assert "TensorRT warning" not in capsys.readouterr().err

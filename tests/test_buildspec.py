@@ -14,6 +14,7 @@ from trtbuild.artifacts import run_stage
 from trtbuild.cli import cli
 from trtbuild.config import BuildConfig
 from trtbuild.errors import DependencyMissingError, EngineMismatchError, InputError
+from trtbuild.owned import NotOursError
 from trtbuild.iospec import IOSpec
 from trtbuild.layout import model_name
 from trtbuild.onnx.graph import get_metadata, io_specs, load_onnx
@@ -30,11 +31,23 @@ DYN_B = [IOSpec("images", ("batch", 3, 640, 640), "float32")]
 DYN_HW = [IOSpec("images", ("batch", 3, "height", "width"), "float32")]
 
 
+def _made_from(sim: Path, artifact: Path, report: Path, content: bytes = b"x") -> None:
+    """``artifact`` written through the stage contract with ``sim`` as its recorded input (its lineage)."""
+    def make(outputs):
+        outputs.path(artifact).write_bytes(content)
+        return {"output": str(artifact)}
+
+    run_stage("stand-in", "key", report, artifact, make, inputs={"model": sim})
+
+
 @pytest.fixture
 def artifacts(tmp_path):
-    """Empty stand-ins for the stage artifacts of model `m` (only their names and presence matter here)."""
-    for suffix in (".sim.onnx", ".fp16.onnx", ".int8.onnx", ".calib.cache"):
-        (tmp_path / f"m{suffix}").write_bytes(b"x")
+    """Stand-ins for the stage artifacts of model `m` (only their names, presence and lineage matter here)."""
+    sim = tmp_path / "m.sim.onnx"
+    sim.write_bytes(b"x")
+    for suffix, report in ((".fp16.onnx", ".fp16.json"), (".int8.onnx", ".int8.json"),
+                           (".calib.cache", ".ranges.json")):
+        _made_from(sim, tmp_path / f"m{suffix}", tmp_path / f"m{report}")
     return tmp_path
 
 
@@ -70,7 +83,7 @@ def test_no_weak_typing_flag_can_reach_tensorrt_11(artifacts):
 
 
 def test_int8_prefers_the_budget_fallback_model_and_table_mode_reads_the_table(artifacts):
-    (artifacts / "m.int8fb.onnx").write_bytes(b"x")
+    _made_from(artifacts / "m.sim.onnx", artifacts / "m.int8fb.onnx", artifacts / "m.int8fb.json")
     src, *_ = choose_source(artifacts / "m.sim.onnx", BuildConfig(precision="int8"), TRT114)
     assert src.name == "m.int8fb.onnx"
     plan = plan_build(artifacts / "m.sim.onnx", STATIC,
@@ -78,6 +91,32 @@ def test_int8_prefers_the_budget_fallback_model_and_table_mode_reads_the_table(a
     assert (plan.source.name, plan.typing, plan.int8_source, plan.calib_table.name) == \
         ("m.sim.onnx", "weak", "table", "m.calib.cache")
     assert plan.workspace_bytes == 1024 << 20  # integrated GPU default
+
+
+@pytest.mark.parametrize("precision, artifact", [("fp16", "m.fp16.onnx"), ("int8", "m.int8.onnx")])
+def test_a_typed_onnx_made_from_another_model_is_never_picked(artifacts, precision, artifact):
+    """Lineage: the model behind m.sim.onnx changed (another model of the same name), its typed ONNX did not."""
+    (artifacts / "m.sim.onnx").write_bytes(b"a retrained model")
+    with pytest.raises(InputError, match=rf"{artifact}: not made from .*m\.sim\.onnx as it is now .*says {artifact} "
+                                         r"was made from another m\.sim\.onnx.*trtbuild engine --precision"):
+        choose_source(artifacts / "m.sim.onnx", BuildConfig(precision=precision), TRT114)
+
+
+def test_a_typed_onnx_edited_after_its_stage_is_never_picked(artifacts):
+    (artifacts / "m.fp16.onnx").write_bytes(b"edited by hand")
+    with pytest.raises(InputError, match=r"m\.fp16\.onnx changed since m\.fp16\.json recorded it"):
+        choose_source(artifacts / "m.sim.onnx", BuildConfig(precision="fp16"), TRT114)
+
+
+def test_a_stale_budget_fallback_or_table_is_never_picked(artifacts):
+    (artifacts / "other.sim.onnx").write_bytes(b"another model")
+    _made_from(artifacts / "other.sim.onnx", artifacts / "m.int8fb.onnx", artifacts / "m.int8fb.json")
+    with pytest.raises(InputError, match=r"m\.int8fb\.onnx: not made from"):
+        choose_source(artifacts / "m.sim.onnx", BuildConfig(precision="int8"), TRT114)
+    (artifacts / "m.sim.onnx").write_bytes(b"another model")
+    with pytest.raises(InputError, match=r"m\.calib\.cache: not made from"):
+        plan_build(artifacts / "m.sim.onnx", STATIC, BuildConfig(precision="int8", int8_mode="table",
+                                                                 out_dir=artifacts), TRT103, ORIN)
 
 
 def test_missing_typed_onnx_says_how_to_make_it(tmp_path):
@@ -156,8 +195,8 @@ def test_sidecar_and_engine_cache(artifacts, exported_yolov8n):
         outputs.path(plan.layers).write_bytes(b"[]")
         return meta
 
-    def run(k=key):
-        return run_stage("build", k, plan.sidecar, plan.engine, make)
+    def run(k=key, overwrite=False):
+        return run_stage("build", k, plan.sidecar, plan.engine, make, overwrite=overwrite)
 
     assert not plan.sidecar.exists()  # nothing built yet
     first = run()
@@ -169,12 +208,16 @@ def test_sidecar_and_engine_cache(artifacts, exported_yolov8n):
     assert again.skipped and again.report["key"] == key and len(made) == 1
     assert not run("other").skipped and len(made) == 2  # another key: rebuilt
     assert not run().skipped and len(made) == 3
-    plan.engine.write_bytes(b"54321")  # same size, other bytes: the hash, not the size, decides
-    assert not run().skipped and len(made) == 4 and plan.engine.read_bytes() == b"12345"
-    plan.engine.write_bytes(b"123")  # truncated engine: not up to date
-    assert not run().skipped and len(made) == 5
-    plan.layers.write_text("[{}]")  # an edited layer JSON is an output too
-    assert not run().skipped and len(made) == 6
+    # an output changed since trtbuild wrote it is not up to date, and not trtbuild's to replace without overwrite
+    for edit in (lambda: plan.engine.write_bytes(b"54321"),  # same size, other bytes: the hash, not the size, decides
+                 lambda: plan.engine.write_bytes(b"123"),  # a truncated engine
+                 lambda: plan.layers.write_text("[{}]")):  # an edited layer JSON is an output too
+        edit()
+        edited, n = {p: p.read_bytes() for p in (plan.engine, plan.layers)}, len(made)
+        with pytest.raises(NotOursError, match="changed since trtbuild wrote it; pass overwrite=True"):
+            run()
+        assert {p: p.read_bytes() for p in (plan.engine, plan.layers)} == edited and len(made) == n  # refused first
+        assert not run(overwrite=True).skipped and len(made) == n + 1 and plan.engine.read_bytes() == b"12345"
     plan.engine.unlink()
     assert not run().skipped and len(made) == 7
     assert run().skipped and len(made) == 7

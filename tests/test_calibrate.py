@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import struct
 import warnings
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ from trtbuild.cli import cli
 from trtbuild.cli.precision import calibrate_cmd
 from trtbuild.config import CalibrateConfig
 from trtbuild.errors import FewImagesWarning, InputError
+from trtbuild.owned import NotOursError
 from trtbuild.stages.precision.calibrate import calibrate, calibration_key, load_ranges, select_images
 from trtbuild.stages.precision.qdq import quantize_qdq
 from trtbuild.stages.precision.ranges import CalibrationData, _groups, compute_ranges
@@ -186,9 +188,12 @@ def test_stage_writes_ranges_and_table_then_skips(sim_model, calib_dir, tmp_path
     victim = calib_dir / "bus.jpg"
     victim.write_bytes(victim.read_bytes() + b"\0")
     assert not calibrate(sim_model, cfg).skipped
-    # an edited table is rebuilt
+    # an edited table is not up to date, and no longer trtbuild's: replaced only with overwrite
     (out / "yolov8n.calib.cache").write_text("TRT-100300-EntropyCalibration2\n")
-    assert not calibrate(sim_model, cfg).skipped
+    with pytest.raises(NotOursError, match="yolov8n.calib.cache: changed since trtbuild wrote it"):
+        calibrate(sim_model, cfg)
+    assert (out / "yolov8n.calib.cache").read_text() == "TRT-100300-EntropyCalibration2\n"
+    assert not calibrate(sim_model, replace(cfg, overwrite=True)).skipped
 
 
 def test_minmax_contains_entropy_and_percentile(sim_model, photo_dir):

@@ -101,6 +101,18 @@ def test_truncated_engine_is_refused(standard, tmp_path):
     assert res.exit_code == 2 and "truncated or replaced" in res.output and not (tmp_path / "repo").exists()
 
 
+def test_a_same_size_corrupted_engine_is_refused_by_its_sha256(standard, tmp_path):
+    data = bytearray(standard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only the sha256 the sidecar records can tell
+    standard.write_bytes(bytes(data))
+    for args in (["triton", standard, "--out", tmp_path / "repo"], ["ultralytics", standard]):
+        res = CliRunner().invoke(cli, ["deploy", *map(str, args)])
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 2 and len(lines) == 1, res.output
+        assert "its sha256 is not the one its sidecar" in lines[0] and "the file was changed or replaced" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [standard.name, standard.name + ".json"]
+
+
 def test_ultralytics_header_reads_back_with_ultralytics_own_reader(standard, tmp_path):
     from ultralytics.nn.backends.base import BaseBackend
 

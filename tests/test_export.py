@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from trtbuild.cli import cli
 from trtbuild.config import ExportConfig
 from trtbuild.onnx.graph import get_metadata, io_specs, parse_literal
+from trtbuild.owned import NotOursError
 from trtbuild.stages.export import export
 
 from .helpers import files_in
@@ -78,9 +79,13 @@ def test_export_is_skipped_when_unchanged_and_redone_when_changed(tmp_path):
     assert again.skipped and again.report["key"] == first.report["key"]
     changed = export("yolov8n.yaml", ExportConfig(imgsz=(352, 352), out_dir=tmp_path))
     assert not changed.skipped and changed.report["key"] != first.report["key"]
-    # a damaged output is rebuilt even though the key matches
+    # a damaged output is not up to date even though the key matches; it is rebuilt when the user says so (it is
+    # no longer the file trtbuild wrote)
     changed.output.write_bytes(b"garbage")
-    rebuilt = export("yolov8n.yaml", ExportConfig(imgsz=(352, 352), out_dir=tmp_path))
+    with pytest.raises(NotOursError, match="yolov8n.onnx: changed since trtbuild wrote it; pass overwrite=True"):
+        export("yolov8n.yaml", ExportConfig(imgsz=(352, 352), out_dir=tmp_path))
+    assert changed.output.read_bytes() == b"garbage"
+    rebuilt = export("yolov8n.yaml", ExportConfig(imgsz=(352, 352), out_dir=tmp_path, overwrite=True))
     assert not rebuilt.skipped and onnx.load(str(rebuilt.output)).graph.node
 
 
@@ -141,4 +146,4 @@ def test_relative_out_dir_and_pt_path(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["export", "tiny.pt", "--imgsz", "320", "--out-dir", "engines"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "engines" / "tiny.onnx").is_file()
-    assert files_in(tmp_path / "engines") == {"tiny.onnx", "tiny.export.json"}
+    assert files_in(tmp_path / "engines") == {"tiny.onnx", "tiny.export.json", ".trtbuild-files.json"}

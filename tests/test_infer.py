@@ -175,7 +175,9 @@ def test_json_lines_format(shapes_onnx, synth_dir, tmp_path):
 def test_save_annotated(calibrated_onnx, photo_dir, tmp_path):
     save = tmp_path / "annotated"
     records = _run_json(calibrated_onnx, photo_dir, tmp_path / "dets.jsonl", "--save", save)
-    assert sorted(p.name for p in save.iterdir()) == sorted(Path(r["path"]).stem + ".jpg" for r in records)
+    pictures = [Path(r["path"]).stem + ".jpg" for r in records]
+    assert sorted(p.name for p in save.iterdir()) == sorted([*pictures, ".trtbuild-files.json"])
+    assert all(Path(r["saved"]) == save / (Path(r["path"]).stem + ".jpg") for r in records)
     with_dets = 0
     for rec in records:
         src = cv2.imread(rec["path"])
@@ -243,7 +245,7 @@ def test_video_frames(shapes_onnx, tmp_path):
     assert all(r["detections"] == records[0]["detections"] for r in records)  # identical frames, same result
     save = tmp_path / "frames"
     _run_json(shapes_onnx, video, tmp_path / "d2.jsonl", "--save", save)
-    assert sorted(p.name for p in save.iterdir()) == [f"clip_{i:06d}.jpg" for i in range(5)]
+    assert sorted(p.name for p in save.iterdir()) == [".trtbuild-files.json"] + [f"clip_{i:06d}.jpg" for i in range(5)]
 
 
 def test_stdout_without_json(shapes_onnx, synth_dir, tmp_path):

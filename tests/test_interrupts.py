@@ -66,7 +66,7 @@ def test_interrupted_export_leaves_nothing_and_reruns(tmp_path, sig, point):
     assert_interrupted(interrupt(sig, *EXPORT_POINTS[point], *args, cwd=tmp_path), sig)
     assert listing(tmp_path) == []  # no temporary folder, no half-written ONNX, no empty engines/
     rerun(*args)
-    assert listing(out) == ["yolov8n.export.json", "yolov8n.onnx"]
+    assert listing(out) == [".trtbuild-files.json", "yolov8n.export.json", "yolov8n.onnx"]
 
 
 SIMPLIFY_POINTS = {
@@ -84,7 +84,7 @@ def test_interrupted_simplify_leaves_nothing_and_reruns(tmp_path, exported_yolov
     assert_interrupted(interrupt(sig, *SIMPLIFY_POINTS[point], "simplify", "yolov8n.onnx", cwd=tmp_path), sig)
     assert listing(tmp_path) == ["yolov8n.onnx"]
     rerun("simplify", tmp_path / "yolov8n.onnx")
-    assert listing(tmp_path) == ["yolov8n.onnx", "yolov8n.sim.onnx", "yolov8n.simplify.json"]
+    assert listing(tmp_path) == [".trtbuild-files.json", "yolov8n.onnx", "yolov8n.sim.onnx", "yolov8n.simplify.json"]
 
 
 CALIBRATE_POINTS = {  # the photos are opened twice while selected, then once each while collected
@@ -104,12 +104,12 @@ def test_interrupted_calibrate_leaves_nothing_and_reruns(tmp_path, exported_yolo
     args = ("calibrate", "yolov8n.onnx", "--images", "photos", "--batch", "1", "--out-dir", "ranges")
     assert_interrupted(interrupt(sig, *CALIBRATE_POINTS[point], *args, cwd=tmp_path), sig)
     if point == "saving-the-ranges":  # the outputs are in place: the stage finishes, then the interrupt is raised
-        assert listing(tmp_path) == sorted([*before, "ranges", "ranges/yolov8n.calib.cache",
-                                            "ranges/yolov8n.ranges.json"])
+        assert listing(tmp_path) == sorted([*before, "ranges", "ranges/.trtbuild-files.json",
+                                            "ranges/yolov8n.calib.cache", "ranges/yolov8n.ranges.json"])
     else:
         assert listing(tmp_path) == before  # no ranges/ folder, no table, the photos untouched
     rerun(*args[:1], tmp_path / "yolov8n.onnx", "--images", photos, "--batch", "1", "--out-dir", tmp_path / "ranges")
-    assert listing(tmp_path / "ranges") == ["yolov8n.calib.cache", "yolov8n.ranges.json"]
+    assert listing(tmp_path / "ranges") == [".trtbuild-files.json", "yolov8n.calib.cache", "yolov8n.ranges.json"]
 
 
 def test_a_sigkill_leaves_a_temporary_folder_the_next_run_removes(tmp_path):
@@ -120,4 +120,4 @@ def test_a_sigkill_leaves_a_temporary_folder_the_next_run_removes(tmp_path):
     left = [p.name for p in out.iterdir()]
     assert len(left) == 1 and left[0].startswith(".export.") and ".tmp-" in left[0], left  # nothing could run
     rerun(*args)
-    assert listing(out) == ["yolov8n.export.json", "yolov8n.onnx"]
+    assert listing(out) == [".trtbuild-files.json", "yolov8n.export.json", "yolov8n.onnx"]

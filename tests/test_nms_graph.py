@@ -22,6 +22,7 @@ from onnx import TensorProto, helper
 
 from trtbuild.config import NmsConfig
 from trtbuild.errors import InputError, UnsupportedModelError
+from trtbuild.owned import NotOursError
 from trtbuild.runtime.onnx import OnnxRunner
 from trtbuild.stages.nms import EFFICIENT_NMS, MAX_TOPK, PLUGIN_DOMAIN, append_nms, nms_stage
 from trtbuild.vision.decode import Detections, postprocess, postprocess_end2end
@@ -296,8 +297,10 @@ def test_nms_stage_caches_and_rebuilds(dynamic_onnx, tmp_path):
     assert nms_stage(src, NmsConfig(force=True)).skipped is False
     assert not nms_stage(src, NmsConfig(conf=0.5)).skipped  # other options: other key
     assert json.loads(first.report_path.read_text())["conf"] == 0.5
-    first.output.write_bytes(b"tampered")  # a damaged output is rebuilt
-    assert not nms_stage(src, NmsConfig(conf=0.5)).skipped
+    first.output.write_bytes(b"tampered")  # a damaged output is rebuilt (when the user says so: not trtbuild's now)
+    with pytest.raises(NotOursError, match="changed since trtbuild wrote it"):
+        nms_stage(src, NmsConfig(conf=0.5))
+    assert not nms_stage(src, NmsConfig(conf=0.5, overwrite=True)).skipped
     eff = nms_stage(src, NmsConfig(variant="efficient", max_det=50))
     assert eff.output == tmp_path / "dyn.sim.nms-efficient.onnx" and not eff.skipped
     assert nms_stage(src, NmsConfig(variant="efficient", max_det=50)).skipped

@@ -159,12 +159,9 @@ def test_runner_output_equals_onnx_runtime_on_the_source(exported_yolov8n, gpu_h
     if precision == "int8":
         src = tmp_path / "yolov8n.onnx"
         src.write_bytes(exported_yolov8n.read_bytes())
-        calib = tmp_path / "calib"
-        calib.mkdir()
-        from .helpers import ultralytics_photos
-        for p in ultralytics_photos():
-            (calib / p.name).write_bytes(p.read_bytes())
-        ranges = calibrate(src, CalibrateConfig(images=calib, num=2, batch=1, method="minmax",
+        from .helpers import photo_folder
+        calib = photo_folder(tmp_path / "calib")
+        ranges = calibrate(src, CalibrateConfig(images=calib, num=8, batch=4, method="minmax",
                                                 tensors=tuple(qdq_tensors(src)))).output
         int8(src, ranges)
     else:

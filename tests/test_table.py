@@ -46,7 +46,7 @@ def test_round_trip_is_bit_exact(tmp_path):
     ranges["odd: name with colon"] = (-7.5, 3.0)
     ranges["zero"] = (0.0, 0.0)
     path = write_table(ranges, tmp_path / "m.calib.cache")
-    assert files_in(tmp_path) == {"m.calib.cache"}  # atomic write leaves no temp file
+    assert files_in(tmp_path) == {"m.calib.cache", ".trtbuild-files.json"}  # atomic write leaves no temp file
     header, scales = parse_table(path)
     assert header == DEFAULT_HEADER
     assert list(scales) == list(ranges)

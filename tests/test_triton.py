@@ -97,7 +97,7 @@ def test_repository_layout_and_every_config_parses(repo):
     assert [s.model_name for s in configs[f"{NAME}_e2e"].ensemble_scheduling.step] == [
         f"{NAME}_preprocess", NAME, f"{NAME}_postprocess"]
     assert (repo / NAME / "1" / "model.onnx").is_file() and (repo / NAME / "labels.txt").read_text().count("\n") == 80
-    assert json.loads((repo / "trtbuild-deploy.json").read_text())["ensemble"] == f"{NAME}_e2e"
+    assert json.loads((repo / "trtbuild-deploy.json").read_text())["deployments"][NAME]["ensemble"] == f"{NAME}_e2e"
     assert not [p for p in repo.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
 
 
@@ -231,10 +231,11 @@ def test_deploy_refusals_are_one_line_and_leave_nothing(served_onnx, tmp_path, c
         needle = "--out .*is a file"
     elif case == "schema":
         extra, needle = ["--config-override", "max_batch_sise: 4"], "--config-override .*schema rejects"
-    elif case == "exists":
-        out.mkdir()
+    elif case == "exists":  # a repository of the user's, holding a model folder of that name
+        (out / "yolov8n" / "1").mkdir(parents=True)
+        (out / "yolov8n" / "config.pbtxt").write_text("mine")
         (out / "keep.txt").write_text("mine")
-        needle = "not empty; pass --force"
+        needle = "already holds a model yolov8n/; pass --force"
     else:
         model = export_calibrated_model(work, list(photos().values()), imgsz=320)
         needle = "static batch 1; Triton batches requests itself"
@@ -245,8 +246,8 @@ def test_deploy_refusals_are_one_line_and_leave_nothing(served_onnx, tmp_path, c
     assert len(lines) == 1 and lines[0].startswith("error: "), res.output
     assert re.search(needle, lines[0]), lines[0]
     assert _leftovers(work) == before  # no repository, no temporary folder
-    if case == "exists":
-        assert (out / "keep.txt").read_text() == "mine"
+    if case == "exists":  # --force replaces trtbuild's own model folders only: not this one, nor anything else
         res = _run(["deploy", "triton", model, "--out", out, "--force"])
-        assert res.exit_code == 0 and not (out / "keep.txt").exists() and (out / "yolov8n_e2e").is_dir()  # named after the model
-        assert _leftovers(work) == ["repo"]
+        assert res.exit_code == 2 and "yolov8n/config.pbtxt: was not written by trtbuild" in res.output, res.output
+        assert (out / "keep.txt").read_text() == "mine" and (out / "yolov8n" / "config.pbtxt").read_text() == "mine"
+        assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "yolov8n"] and _leftovers(work) == ["repo"]

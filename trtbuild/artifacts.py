@@ -5,8 +5,11 @@ it computes nothing itself but owns the skeleton all of them share — a stage i
 it was made with the same key (a hash of its inputs' content and its config) and every output the report
 recorded still has the recorded sha256; otherwise the stage writes its outputs to temporary files beside
 their destinations, they are renamed into place only when it succeeded, and the report (with the outputs'
-hashes) is written last. So a changed input never reuses a stale artifact, a deleted or edited output is
-rebuilt, and a failed or interrupted stage leaves nothing behind.
+hashes) is written last. So a changed input never reuses a stale artifact, a deleted output is rebuilt, and a
+failed or interrupted stage leaves nothing behind (the files it replaced come back). Every write follows the
+ownership rule of ``owned``: an output replaces only a file trtbuild wrote and nobody changed since (else it is
+refused, before the work, unless ``overwrite``), and the report records each input's sha256 (``lineage``) so a
+later stage can prove what an artifact was made from (``made_from``).
 """
 
 from __future__ import annotations
@@ -28,22 +31,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-_CHUNK = 1 << 20
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+from . import owned
+from .layout import report_for
+from .owned import current_umask, sha256_file  # noqa: F401  (callers import them from here too)
 
 
 def sha256_json(obj: Any) -> str:
@@ -156,27 +146,30 @@ def _temp_beside(dest: Path, suffix: str = "") -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``dest``; on success rename it onto ``dest``, on error delete it."""
+def atomic_path(dest: str | os.PathLike, suffix: str = "", overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; on success rename it onto ``dest`` and record ``dest`` as trtbuild's,
+    on error delete it. ``dest`` must be free or trtbuild's own (``owned``; checked before and after the work)
+    unless ``overwrite``."""
     dest = Path(dest)
+    owned.check_replaceable(dest, overwrite)
     tmp_path = _temp_beside(dest, suffix)
     try:
         yield tmp_path
-        os.replace(tmp_path, dest)
+        owned.replace(tmp_path, dest, overwrite)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
-def write_bytes_atomic(dest: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(dest) as tmp:
+def write_bytes_atomic(dest: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
+    with atomic_path(dest, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)
     return Path(dest)
 
 
-def write_json_atomic(dest: str | os.PathLike, obj: Any) -> Path:
+def write_json_atomic(dest: str | os.PathLike, obj: Any, overwrite: bool = False) -> Path:
     text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
-    return write_bytes_atomic(dest, text.encode())
+    return write_bytes_atomic(dest, text.encode(), overwrite)
 
 
 def read_json(path: str | os.PathLike) -> dict | None:
@@ -202,17 +195,56 @@ def output_hashes(outputs: Iterable[Path], folder: Path) -> dict[str, str]:
     return {os.path.relpath(p, folder): sha256_file(p) for p in outputs}
 
 
-def cached_report(report_path: str | os.PathLike, key: str) -> dict | None:
-    """The stage's previous report if it was made with ``key`` and every output it recorded is intact, else None."""
+def cached_report(report_path: str | os.PathLike, key: str, inputs: dict | None = None) -> dict | None:
+    """The stage's previous report if it was made with ``key``, records the ``inputs`` it was made from, and every
+    output it recorded is intact; else None."""
     report_path = Path(report_path)
     report = read_json(report_path)
     if not report or report.get("key") != key or not isinstance(report.get("outputs"), dict):
+        return None
+    if inputs is not None and report.get("lineage") != inputs:
         return None
     for name, sha in report["outputs"].items():
         path = report_path.parent / name
         if not path.is_file() or sha256_file(path) != sha:
             return None
     return report
+
+
+def input_records(inputs: dict[str, str | os.PathLike] | None) -> dict | None:
+    """``{role: {"path", "sha256"}}`` of a stage's input artifacts, as its report records them (lineage)."""
+    if inputs is None:
+        return None
+    return {role: {"path": str(Path(p).resolve()), "sha256": sha256_file(p)} for role, p in inputs.items()}
+
+
+def made_from(artifact: str | os.PathLike, source: str | os.PathLike, depth: int = 4) -> str | None:
+    """None when the stage reports prove that ``artifact`` was made from ``source`` as it is now — its report lists
+    it with its current sha256 and names ``source``'s sha256 as an input, directly or through intact intermediate
+    artifacts (``x.fp16.onnx`` ← ``x.sim.onnx`` ← ``x.onnx``); else why not, in a few words."""
+    target = sha256_file(source)
+    artifact = Path(artifact)
+
+    def proven(path: Path, level: int) -> str | None:
+        report_path = report_for(path)
+        report = read_json(report_path) if report_path is not None else None
+        if not report or not isinstance(report.get("lineage"), dict):
+            return f"no stage report records what {path.name} was made from"
+        if (report.get("outputs") or {}).get(os.path.relpath(path, report_path.parent)) != sha256_file(path):
+            return f"{path.name} changed since {report_path.name} recorded it"
+        for entry in report["lineage"].values():
+            if entry.get("sha256") == target:
+                return None
+        for entry in report["lineage"].values():
+            parent = Path(entry.get("path", ""))
+            if level < depth and parent.is_file() and sha256_file(parent) == entry.get("sha256") \
+                    and proven(parent, level + 1) is None:
+                return None
+        names = ", ".join(Path(e.get("path", "?")).name for e in report["lineage"].values())
+        return (f"{report_path.name} says {path.name} was made from another {names} than {Path(source).name} "
+                "as it is now")
+
+    return proven(artifact, 0)
 
 
 @dataclass
@@ -234,16 +266,24 @@ class StageResult:
 
 class Outputs:
     """The files a running stage writes: ``path(dest)`` gives a temporary file beside ``dest`` that becomes
-    ``dest`` when the stage succeeds; ``record(path)`` adds a file made by a sub-stage to the stage's outputs."""
+    ``dest`` when the stage succeeds; ``record(path)`` adds a file made by a sub-stage to the stage's outputs.
+    Every destination must be free or trtbuild's own (``owned``) unless ``overwrite``, and none may be one of the
+    stage's ``inputs``."""
 
-    def __init__(self) -> None:
+    def __init__(self, overwrite: bool = False, inputs: Iterable[Path] = ()) -> None:
         self._pending: dict[Path, Path] = {}  # destination -> temporary path
         self._recorded: list[Path] = []
+        self._overwrite = overwrite
+        self._inputs = list(inputs)
+        self._backups: dict[Path, Path] = {}  # destination -> its previous file, until the stage is complete
+        self.created: list[Path] = []  # destinations that did not exist before this run
 
     def path(self, dest: str | os.PathLike, suffix: str = "") -> Path:
         dest = Path(dest)
         if dest in self._pending:
             return self._pending[dest]
+        owned.refuse_input_as_output([dest], self._inputs)
+        owned.check_replaceable(dest, self._overwrite)
         tmp = self._pending[dest] = _temp_beside(dest, suffix or "".join(dest.suffixes[-1:]))
         return tmp
 
@@ -251,10 +291,35 @@ class Outputs:
         self._recorded.append(Path(path))
 
     def _commit(self) -> list[Path]:
+        """Rename every temporary file onto its destination; the files replaced are kept aside (hard links) until
+        ``_done``, so ``_rollback`` can put them back."""
         for dest, tmp in self._pending.items():
+            if owned.check_replaceable(dest, self._overwrite):
+                backup = _temp_beside(dest, ".old")
+                backup.unlink()
+                try:
+                    os.link(dest, backup)  # readers of dest see a file at every moment
+                except OSError:  # no hard links here: move it aside instead
+                    os.replace(dest, backup)
+                self._backups[dest] = backup
+            else:
+                self.created.append(dest)
             os.replace(tmp, dest)
         done, self._pending = list(self._pending), {}
         return done + self._recorded
+
+    def _done(self) -> None:
+        for backup in self._backups.values():
+            backup.unlink(missing_ok=True)
+        self._backups = {}
+
+    def _rollback(self) -> None:
+        """Undo ``_commit``: the files it replaced come back, the ones it created go."""
+        for dest, backup in self._backups.items():
+            os.replace(backup, dest)
+        self._backups = {}
+        owned.remove_created(self.created)
+        self.created = []
 
     def _discard(self) -> None:
         for tmp in self._pending.values():
@@ -263,25 +328,34 @@ class Outputs:
 
 
 def run_stage(stage: str, key: str, report_path: str | os.PathLike, output: str | os.PathLike | None,
-              make: Callable[[Outputs], dict], force: bool = False) -> StageResult:
+              make: Callable[[Outputs], dict], force: bool = False, *,
+              inputs: dict[str, str | os.PathLike] | None = None, overwrite: bool = False) -> StageResult:
     """Run one stage under the contract above.
 
     ``make(outputs)`` writes every artifact through ``outputs.path(dest)`` and returns the report's fields;
-    ``stage``, ``key``, ``outputs`` (sha256 per file) and ``seconds`` (unless ``make`` set it) are added and
-    the report is written to ``report_path`` last. ``output`` is the stage's main artifact (may be the report;
-    None: the one the report names in ``"output"``, for stages that decide it while they run).
+    ``stage``, ``key``, ``lineage`` (path and sha256 of each of ``inputs``, the artifacts it read: what later
+    stages check, see ``made_from``), ``outputs`` (sha256 per file) and ``seconds`` (unless ``make`` set it) are
+    added and the report is written to ``report_path`` last. ``output`` is the stage's main artifact (may be the report; None: the one the report
+    names in ``"output"``, for stages that decide it while they run). Outputs replace only files trtbuild wrote
+    and nobody changed since, unless ``overwrite`` (``owned``); an output that is an input is refused.
     """
     report_path = Path(report_path)
-    if not force and (report := cached_report(report_path, key)) is not None:
+    in_records = input_records(inputs)
+    if not force and (report := cached_report(report_path, key, in_records)) is not None:
         return StageResult(Path(output or report["output"]), report_path, report, skipped=True)
+    in_paths = [Path(p) for p in (inputs or {}).values()]
+    owned.refuse_input_as_output([report_path, *([output] if output else [])], in_paths)
+    previous = (read_json(report_path) or {}).get("outputs") if report_path.is_file() else None
+    earlier = [report_path.parent / rel for rel in previous] if isinstance(previous, dict) else []
+    for dest in (report_path, *([Path(output)] if output else []), *earlier):
+        owned.check_replaceable(dest, overwrite)  # before the work, not after minutes of it
     created = prepare_folder(report_path.parent)  # writable, before the work; a killed run's leftovers removed
     t0 = time.perf_counter()
-    outs = Outputs()
+    outs = Outputs(overwrite, in_paths)
 
-    def undo(committed: Iterable[Path] = ()) -> None:
+    def undo() -> None:
         outs._discard()
-        for path in committed:  # outputs no report describes (it could not be written) are not kept
-            path.unlink(missing_ok=True)
+        outs._rollback()
         if created:
             remove_if_empty(report_path.parent)
 
@@ -298,13 +372,16 @@ def run_stage(stage: str, key: str, report_path: str | os.PathLike, output: str 
     # outputs renamed into place and the report written as one step: a Ctrl-C arriving now waits until it is
     # done (the stage is then complete and consistent) and is raised after
     with deferred_interrupts():
-        committed = list(outs._pending)
         try:
             files = outs._commit()
-            report = {"stage": stage, "key": key, **fields, "outputs": output_hashes(files, report_path.parent)}
+            hashes = output_hashes(files, report_path.parent)
+            report = {"stage": stage, "key": key, **fields, **({"lineage": in_records} if in_records else {}),
+                      "outputs": hashes}
             report.setdefault("seconds", round(time.perf_counter() - t0, 3))
-            write_json_atomic(report_path, report)
+            write_json_atomic(report_path, report, overwrite)
+            owned.record({report_path.parent / rel: sha for rel, sha in hashes.items()})
         except BaseException:
-            undo(committed)
+            undo()
             raise
+        outs._done()
     return StageResult(Path(output or report["output"]), report_path, report, skipped=False)

@@ -1,8 +1,8 @@
 """Every stage's typed config, in one place: defaults shared by the CLI and the Python API.
 
 A stage is ``stage(input artifact(s), config) -> StageResult``. ``to_dict()`` is what enters the stage's cache key
-and report: the fields that change what it computes. ``force``, ``out_dir``, ``name``, ``out`` and ``strict`` choose
-where and whether it runs, never what it computes, so they stay out of the key.
+and report: the fields that change what it computes. ``force``, ``out_dir``, ``name``, ``out``, ``strict`` and
+``overwrite`` choose where and whether it runs, never what it computes, so they stay out of the key.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ HW_COMPAT = ("none", "ampere+", "same-cc")
 NMS_VARIANTS = ("onnx", "efficient")
 TRT_FLAVORS = ("auto", "tensorrt", "rtx")
 DEFAULT_PERCENTILE = 99.9999
+MIN_CALIB_IMAGES = 8  # fewer calibration images than this: refused (ranges from a handful of images are noise)
 DEFAULT_TRT_TABLE_VERSION = "10.3.0"  # JetPack 6, the oldest TensorRT that still reads implicit-INT8 tables here
-_RUN_FIELDS = ("force", "out_dir", "name", "out", "strict")
+_RUN_FIELDS = ("force", "overwrite", "out_dir", "name", "out", "strict")
 
 
 MAX_IMGSZ = 8192  # beyond this an input's activations alone need tens of GiB
@@ -94,6 +95,12 @@ def _plain_name(param: str, value: str | None) -> None:
         raise InputError(f"{param}={value!r}: a file name without folders (outputs go into --out-dir)", param=param)
 
 
+def _enough_calibration_images(param: str, num: int) -> None:
+    if num < MIN_CALIB_IMAGES:
+        raise InputError(f"{param}={num}: calibration needs at least {MIN_CALIB_IMAGES} images (≥ 100 recommended); "
+                         "ranges from fewer are noise", param=param)
+
+
 def _at_least(param: str, value, low) -> None:
     if value is not None and value < low:
         raise InputError(f"{param}={value}: must be ≥ {low}", param=param)
@@ -101,9 +108,11 @@ def _at_least(param: str, value, low) -> None:
 
 @dataclass(frozen=True)
 class StageConfig:
-    """Base of every stage config: ``force`` reruns the stage even when its key says it is up to date."""
+    """Base of every stage config: ``force`` reruns the stage even when its key says it is up to date;
+    ``overwrite`` lets its outputs replace files trtbuild did not write (or that were changed since it wrote them)."""
 
     force: bool = field(default=False, kw_only=True)
+    overwrite: bool = field(default=False, kw_only=True)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in _RUN_FIELDS}
@@ -193,7 +202,7 @@ class CalibrateConfig(StageConfig):
         if self.tensors is not None:
             object.__setattr__(self, "tensors", tuple(sorted(self.tensors)))
         _choice("method", self.method, CALIB_METHODS)
-        _at_least("num", self.num, 1)
+        _enough_calibration_images("num", self.num)
         _at_least("batch", self.batch, 1)
         if not 0 < self.percentile <= 100:
             raise InputError(f"percentile={self.percentile}: must be in (0, 100]", param="percentile")
@@ -378,11 +387,13 @@ class PipelineConfig:
     target_cc: tuple[str, ...] | None = None  # TensorRT-RTX targets (BuildConfig.target_cc)
     strict: bool = False
     force: bool = False
+    overwrite: bool = False  # outputs may replace files trtbuild did not write (every stage's ``overwrite``)
 
     def __post_init__(self):
         for p in self.precisions:
             _choice("precision", p, PRECISIONS)
         _choice("calib_method", self.calib_method, CALIB_METHODS)
+        _enough_calibration_images("calib_num", self.calib_num)
         _choice("flavor", self.flavor, TRT_FLAVORS)
         if self.eval_limit is not None:
             _at_least("eval_limit", self.eval_limit, 1)

@@ -175,3 +175,26 @@ def engine_of_layers(path: str | Path) -> Path | None:
     """``X.engine.layers.json`` → ``X.engine``; None for any other name."""
     path = Path(path)
     return path.with_name(path.name[: -len(".layers.json")]) if path.name.endswith(".layers.json") else None
+
+
+def report_for(artifact: str | Path) -> Path | None:
+    """The stage report that records how ``artifact`` was made (its inputs, its sha256); None for a file no stage
+    report describes. ``X.onnx`` → ``X.export.json``, ``X.sim.onnx`` → ``X.simplify.json``, ``X.fp16.onnx`` →
+    ``X.fp16.json`` (int8, int8fb alike), ``X.calib.cache`` → ``X.ranges.json``, ``X.engine`` → its sidecar."""
+    artifact = Path(artifact)
+    name = artifact.name
+    if name.endswith(".engine"):
+        return sidecar_path(artifact)
+    if name.endswith(".calib.cache"):
+        return artifact.with_name(name[: -len(".calib.cache")] + ".ranges.json")
+    if not name.endswith(".onnx"):
+        return None
+    stem = onnx_stem(artifact)
+    for tag in (".fp16", ".int8", ".int8fb"):
+        if stem.endswith(tag):
+            return artifact.with_name(stem + ".json")
+    if stem.endswith(".nms") or stem.endswith(".nms-efficient"):
+        return onnx_report_path(artifact)
+    if stem.endswith(".sim"):
+        return simplify_report_path(artifact)
+    return artifact.with_name(stem + ".export.json")

@@ -16,7 +16,7 @@ from ..trt.host import Host, probe_host
 # library parameter → CLI flag, where the flag is not just "--" + the parameter with dashes
 FLAGS = {"images": "--images", "calib_images": "--calib", "strongly_typed": "--typing", "batches": "--batch",
          "sensitivity_images": "--num-images", "variant": "--nms", "trt_version": "--trt-version",
-         "max_queue_delay_us": "--queue-delay-us"}
+         "max_queue_delay_us": "--queue-delay-us", "save_dir": "--save", "json_path": "--json"}
 
 
 def flag_for(param: str) -> str:
@@ -28,15 +28,19 @@ PARAMS = {f.name for c in (config.ExportConfig, config.SimplifyConfig, config.Nm
                            config.CalibrateConfig, config.Int8Config, config.BuildConfig, config.BudgetConfig,
                            config.ReportConfig, config.PipelineConfig, config.DeployConfig) for f in dataclasses.fields(c)}
 PARAMS |= set(FLAGS) | {"imgsz", "batches", "warmup", "iters", "max_det", "conf", "iou", "batch", "triton",
-                        "concurrency", "requests"}
-_PARAM_RE = re.compile(r"(?<![\w.-])([a-z][a-z0-9_]*)=")
+                        "concurrency", "requests", "overwrite", "save_dir", "json_path"}
+_PARAM_RE = re.compile(r"(?<![\w.-])([a-z][a-z0-9_]*)=(True\b)?")
 
 
 def error_line(exc: TrtbuildError) -> str:
-    """``error: <message>`` with every parameter the message names as ``param=`` spelled as its flag."""
-    message = _PARAM_RE.sub(lambda m: f"{flag_for(m.group(1))} " if m.group(1) in PARAMS | {exc.param} else m.group(0),
-                            str(exc))
-    return f"error: {message}"
+    """``error: <message>`` with every parameter the message names as ``param=`` spelled as its flag (``param=True``
+    of an on/off option: the flag alone)."""
+    def flag(m: re.Match) -> str:
+        if m.group(1) not in PARAMS | {exc.param}:
+            return m.group(0)
+        return flag_for(m.group(1)) if m.group(2) else f"{flag_for(m.group(1))} "
+
+    return f"error: {_PARAM_RE.sub(flag, str(exc))}"
 
 
 def current_host(pycuda: bool = False) -> Host:
@@ -78,6 +82,11 @@ FLAVOR_OPTIONS = [
 ]
 
 
+OVERWRITE_OPTION = click.option(
+    "--overwrite", is_flag=True,
+    help="Let outputs replace files trtbuild did not write, or ones changed since it wrote them (refused without).")
+
+
 EXPORT_OPTIONS = [
     click.option("--imgsz", default="640", callback=imgsz_option, show_default=True,
                  help="Input size: one integer, or H,W (multiples of 32)."),
@@ -91,4 +100,5 @@ EXPORT_OPTIONS = [
                  help="Where artifacts and reports go."),
     click.option("--name", default=None, help="Artifact base name [default: the model file's stem]."),
     click.option("--force", is_flag=True, help="Rerun even when the inputs are unchanged."),
+    OVERWRITE_OPTION,
 ]

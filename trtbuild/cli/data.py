@@ -1,4 +1,5 @@
-"""``trtbuild synth``: the project's synthetic shapes data set (calibration images, the reference model's val set)."""
+"""``trtbuild synth``: the project's synthetic shapes data set (calibration images, the reference model's val set);
+``trtbuild clean``: delete what trtbuild wrote."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .. import owned
 from ..data.synth import DIFFICULTIES, generate_dataset
 
 
@@ -41,3 +43,24 @@ def synth_cmd(out: Path, n_train: int, n_val: int, seed: int, difficulty: str, w
     yaml_path = generate_dataset(out, n_train=n_train, n_val=n_val, seed=seed, workers=workers, difficulty=difficulty,
                                  overwrite=overwrite, progress=not quiet)
     click.echo(f"wrote {n_train} train + {n_val} val images; data: {yaml_path}")
+
+
+@click.command("clean")
+@click.argument("folders", metavar="FOLDER [FOLDER ...]", nargs=-1, required=True,
+                type=click.Path(file_okay=False, exists=True, path_type=Path))
+def clean_cmd(folders: tuple[Path, ...]) -> None:
+    """Delete what trtbuild wrote in FOLDER(s) and below: the files its records list, while unchanged.
+
+    Anything else stays: your own files, and files trtbuild wrote that were changed since (listed). Folders left
+    empty are removed.
+
+    \b
+    Examples:
+      trtbuild clean engines                 # what make clean runs
+      trtbuild clean engines datasets/shapes
+    """
+    for folder in folders:
+        deleted, kept = owned.clean(folder)
+        click.echo(f"clean     {folder}: {len(deleted)} file(s) trtbuild wrote deleted"
+                   + (f"; {len(kept)} kept, changed since trtbuild wrote them: "
+                      + ", ".join(str(p) for p in kept[:5]) + (" …" if len(kept) > 5 else "") if kept else ""))

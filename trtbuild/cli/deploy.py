@@ -11,6 +11,7 @@ from ..config import DeployConfig
 from ..errors import ServerGoneError
 from ..serve.triton_server import TritonServer
 from ..tasks.deploy import deploy_triton, deploy_ultralytics
+from .common import OVERWRITE_OPTION
 
 
 def _ints(ctx, param, value):
@@ -58,15 +59,18 @@ def deploy_cmd():
 @click.option("--config-override", default=None,
               help="A config.pbtxt fragment merged into the detector's config, e.g. 'version_policy { latest "
                    "{ num_versions: 1 } }' (checked against Triton's schema).")
-@click.option("--force", is_flag=True, help="Replace an existing non-empty OUT.")
+@click.option("--force", is_flag=True,
+              help="Replace this model's four folders if OUT already has them (nothing else in OUT is touched).")
+@OVERWRITE_OPTION
 def deploy_triton_cmd(model, out, name, backend, max_batch, preferred_batch, max_queue_delay_us, instances, gpus,
-                      cuda_graphs, warmup, conf, iou, max_det, config_override, force):
+                      cuda_graphs, warmup, conf, iou, max_det, config_override, force, overwrite):
     """Write a Triton model repository for MODEL (a trtbuild .engine, or an .onnx).
 
     Four models: NAME (the detector), NAME_preprocess (encoded image bytes → trtbuild's letterbox),
     NAME_postprocess (trtbuild's decode + NMS) and the ensemble NAME_e2e chaining them: one encoded image in,
     detections [N, 6] (x1, y1, x2, y2, score, class in original pixels) out. Every config.pbtxt is checked
-    against Triton's model-config schema; a failed deploy leaves no folder behind.
+    against Triton's model-config schema; a failed deploy leaves no folder behind. OUT may hold other models:
+    only the four folders of NAME and trtbuild-deploy.json are written.
 
     \b
     Examples:
@@ -79,7 +83,7 @@ def deploy_triton_cmd(model, out, name, backend, max_batch, preferred_batch, max
                        max_queue_delay_us=max_queue_delay_us, instances=instances, gpus=gpus,
                        cuda_graphs=cuda_graphs, warmup=warmup, conf=conf, iou=iou, max_det=max_det,
                        config_override=config_override)
-    res = deploy_triton(model, cfg, force=force)
+    res = deploy_triton(model, cfg, force=force, overwrite=overwrite)
     det = res["detector"]
     click.echo(f"deploy    {model} → {res['out']}/ ({res['backend']}; models {', '.join(res['models'])}; "
                f"max batch {det.max_batch}, preferred {','.join(map(str, det.preferred)) or '-'}, "
@@ -93,7 +97,8 @@ def deploy_triton_cmd(model, out, name, backend, max_batch, preferred_batch, max
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Output engine [default: ENGINE's name with .ultralytics before the suffix].")
 @click.option("--force", is_flag=True, help="Replace an existing OUT.")
-def deploy_ultralytics_cmd(engine, out, force):
+@OVERWRITE_OPTION
+def deploy_ultralytics_cmd(engine, out, force, overwrite):
     """Write ENGINE with ultralytics' metadata header, for YOLO("x.engine").
 
     ultralytics prepends a JSON header (class names, stride, imgsz, task) to its engines; Triton and trtexec
@@ -103,7 +108,7 @@ def deploy_ultralytics_cmd(engine, out, force):
     Example:
       trtbuild deploy ultralytics engines/yolov8n.fp16.engine   # → engines/yolov8n.fp16.ultralytics.engine
     """
-    res = deploy_ultralytics(engine, out, force)
+    res = deploy_ultralytics(engine, out, force, overwrite)
     click.echo(f"deploy    {engine} → {res['out']} (header {res['header_bytes']} B + engine {res['engine_bytes']} B; "
                f"{len(res['metadata'].get('names', {}))} class names)")
 

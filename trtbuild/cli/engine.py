@@ -14,7 +14,7 @@ from ..layout import layers_path
 from ..trt.builder import build
 from ..trt.check import check, require_ok
 from ..trt.inspect import format_markdown, format_text, inspect_path, plot_histogram
-from .common import FLAVOR_OPTIONS, current_host, imgsz_option, with_options
+from .common import FLAVOR_OPTIONS, OVERWRITE_OPTION, current_host, imgsz_option, with_options
 from .present import describe
 
 
@@ -54,10 +54,11 @@ from .present import describe
               help="Where the engine, its sidecar and the timing cache go.")
 @click.option("--name", default=None, help="Engine base name [default: the ONNX's model name].")
 @click.option("--force", is_flag=True, help="Rebuild even when an up-to-date engine exists.")
+@OVERWRITE_OPTION
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def build_cmd(onnx, precision, int8_mode, calib, min_batch, opt_batch, max_batch, min_hw, opt_hw, max_hw,
               workspace_mb, opt_level, hardware_compat, version_compatible, dla_core, no_gpu_fallback, typing, nms,
-              flavor, target_cc, out_dir, name, force, no_progress):
+              flavor, target_cc, out_dir, name, force, overwrite, no_progress):
     """Build a TensorRT engine from ONNX: OUT_DIR/NAME.PRECISION[.rtx].engine + .engine.json sidecar (+ .layers.json).
 
     Skipped when an engine with the same key (ONNX content, precision, profiles, flags, TensorRT flavor and
@@ -78,7 +79,7 @@ def build_cmd(onnx, precision, int8_mode, calib, min_batch, opt_batch, max_batch
         hardware_compat=hardware_compat, version_compatible=version_compatible, dla_core=dla_core,
         gpu_fallback=not no_gpu_fallback, strongly_typed={"auto": None, "strong": True, "weak": False}[typing],
         nms=nms, calib_images=str(calib), flavor=flavor, target_cc=target_cc, out_dir=Path(out_dir), name=name,
-        force=force)
+        force=force, overwrite=overwrite)
     res = build(path, options, host=current_host(), progress=not no_progress)
     click.echo(describe(res))
     if not res.skipped:
@@ -94,14 +95,15 @@ def build_cmd(onnx, precision, int8_mode, calib, min_batch, opt_batch, max_batch
               help="The TensorRT to check with [auto: the one a build would use].")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 @click.option("--force", is_flag=True, help="Check again even when the file and TensorRT are unchanged.")
-def check_cmd(onnx, flavor, as_json, force):
+@OVERWRITE_OPTION
+def check_cmd(onnx, flavor, as_json, force, overwrite):
     """Preflight: parse ONNX with the installed TensorRT (TensorRT-RTX on a CPU host) and say what it makes of it.
 
     Reports nodes the parser cannot import (name, operator), the layer count, the input profile a build would use,
     whether the Q/DQ pairs became quantize layers, and layers the flavor cannot build. Exit 2 when it finds any
     problem. Example: trtbuild check engines/shapes-yolov8n.int8.onnx
     """
-    res = check(onnx, flavor, host=current_host(), force=force)
+    res = check(onnx, flavor, host=current_host(), force=force, overwrite=overwrite)
     r = res.report
     if as_json:
         click.echo(json.dumps(r, indent=2))
@@ -124,7 +126,8 @@ def check_cmd(onnx, flavor, as_json, force):
               help="Write a PNG bar chart of the precision histogram.")
 @click.option("--top", default=None, type=click.IntRange(min=1),
               help="Show only the N layers that absorbed the most ONNX nodes [default: all, in engine order].")
-def inspect_cmd(target, onnx_path, json_out, md_out, plot_out, top):
+@OVERWRITE_OPTION
+def inspect_cmd(target, onnx_path, json_out, md_out, plot_out, top, overwrite):
     """Show how TensorRT compiled the ONNX graph: engine layers, the ONNX nodes each fused, precisions, tactics.
 
     ENGINE_OR_JSON is an engine's <engine>.layers.json (written by `trtbuild build`) or the .engine itself (its
@@ -138,8 +141,8 @@ def inspect_cmd(target, onnx_path, json_out, md_out, plot_out, top):
     report = inspect_path(target, onnx=onnx_path, host=current_host())
     click.echo(format_text(report, top))
     if json_out:
-        click.echo(f"wrote {write_json_atomic(json_out, report)}")
+        click.echo(f"wrote {write_json_atomic(json_out, report, overwrite)}")
     if md_out:
-        click.echo(f"wrote {write_bytes_atomic(md_out, format_markdown(report, top).encode())}")
+        click.echo(f"wrote {write_bytes_atomic(md_out, format_markdown(report, top).encode(), overwrite)}")
     if plot_out:
-        click.echo(f"wrote {plot_histogram(report, plot_out)}")
+        click.echo(f"wrote {plot_histogram(report, plot_out, overwrite)}")

@@ -25,7 +25,7 @@ from ..stages.nms import nms_stage
 from ..stages.simplify import simplify
 from ..tasks.doctor import doctor, format_doctor
 from ..tasks.pipeline import run_pipeline
-from .common import EXPORT_OPTIONS, FLAVOR_OPTIONS, current_host, with_options
+from .common import EXPORT_OPTIONS, FLAVOR_OPTIONS, OVERWRITE_OPTION, current_host, with_options
 from .present import describe
 
 
@@ -38,7 +38,8 @@ from .present import describe
 @click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="--nms score threshold.")
 @click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="--nms IoU threshold.")
 @click.option("--max-det", default=300, show_default=True, type=click.IntRange(1, 3840), help="--nms boxes per image.")
-def export_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, nms, conf, iou, max_det):
+def export_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, overwrite, nms, conf, iou,
+               max_det):
     """Export a YOLOv8 detect MODEL (.pt checkpoint or .yaml config) to ONNX with ultralytics.
 
     Writes OUT_DIR/NAME.onnx and NAME.export.json (with --nms also NAME.nms.onnx); skipped when model and
@@ -51,11 +52,12 @@ def export_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
       trtbuild export best.pt --nms onnx --conf 0.25                # also best.nms.onnx (NMS in the graph)
     """
     cfg = ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset,
-                       out_dir=Path(out_dir), name=name, force=force)
+                       out_dir=Path(out_dir), name=name, force=force, overwrite=overwrite)
     res = export(model, cfg)
     click.echo(describe(res))
     if nms:
-        e2e = nms_stage(res.output, NmsConfig(variant=nms, conf=conf, iou=iou, max_det=max_det, force=force))
+        e2e = nms_stage(res.output, NmsConfig(variant=nms, conf=conf, iou=iou, max_det=max_det, force=force,
+                                                 overwrite=overwrite))
         click.echo(describe(e2e))
 
 
@@ -66,7 +68,8 @@ def export_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
               help="Largest allowed max|a-b|/max|a| between original and simplified outputs.")
 @click.option("--strict", is_flag=True, help="Fail instead of keeping the unsimplified graph.")
 @click.option("--force", is_flag=True, help="Rerun even when the input is unchanged.")
-def simplify_cmd(onnx_path, out, rtol, strict, force):
+@OVERWRITE_OPTION
+def simplify_cmd(onnx_path, out, rtol, strict, force, overwrite):
     """Simplify ONNX with onnxsim, report what changed and check parity with ONNX Runtime.
 
     Writes NAME.sim.onnx beside ONNX (or --out) and NAME.simplify.json; when onnxsim fails or changes the outputs
@@ -76,7 +79,8 @@ def simplify_cmd(onnx_path, out, rtol, strict, force):
     Examples:
       trtbuild simplify engines/shapes-yolov8n.onnx    # → engines/shapes-yolov8n.sim.onnx
     """
-    res = simplify(onnx_path, SimplifyConfig(rtol=rtol, out=Path(out) if out else None, strict=strict, force=force))
+    res = simplify(onnx_path, SimplifyConfig(rtol=rtol, out=Path(out) if out else None, strict=strict, force=force,
+                                                overwrite=overwrite))
     click.echo(describe(res))
     r = res.report
     ops = sorted(set(r["ops_before"]) | set(r["ops_after"]), key=lambda o: -r["ops_before"].get(o, 0))
@@ -122,7 +126,8 @@ def doctor_cmd(as_json):
               help="The budget and the precision report evaluate the first N images of --data [default: all].")
 @with_options(FLAVOR_OPTIONS)
 @click.option("--strict", is_flag=True, help="Fail when a stage must be skipped on this host (e.g. no TensorRT).")
-def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, precision, calib, calib_num,
+def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, overwrite, precision, calib,
+               calib_num,
                calib_method, data, max_map_drop, eval_limit, flavor, target_cc, strict):
     """Run the whole pipeline for MODEL: every stage whose inputs changed, as far as this host allows.
 
@@ -156,5 +161,6 @@ def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
         target_cc=target_cc,
         strict=strict,
         force=force,
+        overwrite=overwrite,
     )
     run_pipeline(cfg, host=current_host(), on_result=lambda label, res: click.echo(describe(res, label)))

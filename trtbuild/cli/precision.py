@@ -10,6 +10,7 @@ from ..config import CALIB_METHODS, DEFAULT_CALIB, DEFAULT_PERCENTILE, BudgetCon
 from ..stages.precision.calibrate import calibrate, select_images
 from ..tasks.budget import fit_budget
 from ..tasks.report import format_report, precision_report
+from .common import OVERWRITE_OPTION
 from .present import describe, format_budget
 
 
@@ -29,7 +30,8 @@ from .present import describe, format_budget
 @click.option("--out-dir", default=None, type=click.Path(file_okay=False),
               help="Folder for NAME.ranges.json and NAME.calib.cache [default: beside ONNX].")
 @click.option("--force", is_flag=True, help="Rerun even when model, images and options are unchanged.")
-def calibrate_cmd(onnx_path, images_dir, num, batch, method, percentile, seed, out_dir, force):
+@OVERWRITE_OPTION
+def calibrate_cmd(onnx_path, images_dir, num, batch, method, percentile, seed, out_dir, force, overwrite):
     """Measure INT8 activation ranges of ONNX on calibration images (on the CPU).
 
     Writes NAME.ranges.json (ranges and report) and NAME.calib.cache (TensorRT implicit-INT8 table). Unreadable
@@ -41,7 +43,8 @@ def calibrate_cmd(onnx_path, images_dir, num, batch, method, percentile, seed, o
       trtbuild calibrate model.sim.onnx --images my_images/ --num 256 --method mse
     """
     cfg = CalibrateConfig(images=Path(images_dir), num=num, batch=batch, method=method, seed=seed,
-                          percentile=percentile, out_dir=Path(out_dir) if out_dir else None, force=force)
+                          percentile=percentile, out_dir=Path(out_dir) if out_dir else None, force=force,
+                          overwrite=overwrite)
     res = calibrate(onnx_path, cfg, progress=True)
     r = res.report
     click.echo(describe(res))
@@ -69,7 +72,8 @@ def calibrate_cmd(onnx_path, images_dir, num, batch, method, percentile, seed, o
               help="Held-out images the sensitivity of each conv is measured on.")
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Evaluate the first N images only.")
 @click.option("--force", is_flag=True, help="Rerun even when nothing changed.")
-def budget_cmd(sim_onnx, data, split, ranges_json, max_map_drop, images_dir, num_images, limit, force):
+@OVERWRITE_OPTION
+def budget_cmd(sim_onnx, data, split, ranges_json, max_map_drop, images_dir, num_images, limit, force, overwrite):
     """Keep INT8's mAP50-95 drop within --max-map-drop, falling back the most sensitive convs to float.
 
     Writes NAME.budget.json and, when full INT8 does not fit, NAME.int8fb.onnx.
@@ -80,7 +84,7 @@ def budget_cmd(sim_onnx, data, split, ranges_json, max_map_drop, images_dir, num
     """
     images = tuple(select_images(images_dir, num_images)[0]) if images_dir else None
     cfg = BudgetConfig(data=Path(data), split=split, max_map_drop=max_map_drop, images=images,
-                       sensitivity_images=num_images, limit=limit, force=force)
+                       sensitivity_images=num_images, limit=limit, force=force, overwrite=overwrite)
     res = fit_budget(sim_onnx, ranges_json, cfg, progress=True)
     click.echo(format_budget(res))
     if res.report["sensitivity"]:
@@ -100,7 +104,8 @@ def budget_cmd(sim_onnx, data, split, ranges_json, max_map_drop, images_dir, num
 @click.option("--out-prefix", default=None, type=click.Path(dir_okay=False),
               help="Write PREFIX.precision.{json,md,png} [default: NAME beside SIM_ONNX].")
 @click.option("--force", is_flag=True, help="Rebuild even when nothing changed.")
-def report_cmd(sim_onnx, data, split, limit, compare_dir, num_compare, out_prefix, force):
+@OVERWRITE_OPTION
+def report_cmd(sim_onnx, data, split, limit, compare_dir, num_compare, out_prefix, force, overwrite):
     """Compare the FP32/FP16/INT8/INT8+fallback ONNX variants beside SIM_ONNX: mAP, output error, size.
 
     \b
@@ -109,6 +114,6 @@ def report_cmd(sim_onnx, data, split, limit, compare_dir, num_compare, out_prefi
     """
     images = tuple(select_images(compare_dir, num_compare)[0]) if compare_dir else None
     cfg = ReportConfig(data=Path(data), split=split, compare_images=images, num_compare=num_compare, limit=limit,
-                       out_prefix=Path(out_prefix) if out_prefix else None, force=force)
+                       out_prefix=Path(out_prefix) if out_prefix else None, force=force, overwrite=overwrite)
     res = precision_report(sim_onnx, cfg, progress=True)
     click.echo(format_report(res.report, skipped=res.skipped))

@@ -11,11 +11,11 @@ from ..artifacts import output_folders
 from ..config import DEFAULT_OUT_DIR
 from ..layout import model_name
 from ..tasks.bench import run_bench
-from ..tasks.bench_report import format_bench, write_bench_report
+from ..tasks.bench_report import bench_files, format_bench, write_bench_report
 from ..tasks.bench_triton import run_bench_triton
 from ..tasks.evaluate import evaluate, format_eval
 from ..tasks.infer import run_infer
-from .common import current_host, imgsz_option
+from .common import OVERWRITE_OPTION, current_host, imgsz_option
 
 
 @click.command("infer")
@@ -24,7 +24,7 @@ from .common import current_host, imgsz_option
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
               help="Write detections as JSON lines (one object per image or frame).")
 @click.option("--save", "save_dir", default=None, type=click.Path(file_okay=False),
-              help="Write annotated images into this folder.")
+              help="Write annotated images into this folder (not SOURCE's).")
 @click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="Score threshold.")
 @click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
 @click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1), help="Boxes per image.")
@@ -33,11 +33,14 @@ from .common import current_host, imgsz_option
 @click.option("--triton", default=None, metavar="URL",
               help="Send the images to a Triton server (grpc://host:8001 or http://host:8000); MODEL is then the "
                    "name given to `trtbuild deploy triton`.")
+@OVERWRITE_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def infer_cmd(model, source, json_path, save_dir, conf, iou, max_det, batch, triton, quiet):
+def infer_cmd(model, source, json_path, save_dir, conf, iou, max_det, batch, triton, overwrite, quiet):
     """Detect objects in SOURCE (an image, a folder of images or a video) with MODEL (.onnx or .engine).
 
-    Without --json, detections are printed as JSON lines on stdout.
+    Without --json, detections are printed as JSON lines on stdout, as they come. --save writes annotated
+    pictures into a folder that must not be (or hold) SOURCE; a picture never replaces a file trtbuild did not
+    write: it goes beside it as NAME_2.jpg, and its JSON line names it ("saved").
 
     \b
     Examples:
@@ -47,14 +50,16 @@ def infer_cmd(model, source, json_path, save_dir, conf, iou, max_det, batch, tri
     def on_skip(path, reason):
         click.echo(f"skipped {path}: {reason}", err=True)
 
-    res = run_infer(model, source, json_path, save_dir, conf, iou, max_det, batch, progress=not quiet,
-                    on_skip=on_skip, host=None if triton else current_host(), triton=triton)
-    if not json_path:
-        for rec in res["records"]:
+    def on_record(rec):
+        if not json_path:
             click.echo(json.dumps(rec))
+
+    res = run_infer(model, source, json_path, save_dir, conf, iou, max_det, batch, progress=not quiet,
+                    on_skip=on_skip, host=None if triton else current_host(), triton=triton, on_record=on_record,
+                    overwrite=overwrite)
     ms = res["ms_per_image"]
     summary = (
-        f"infer     {res['images']} image(s), {res['detections']} detection(s)"
+        f"infer     {res['images']} {'frame' if res['video'] else 'image'}(s), {res['detections']} detection(s)"
         + (f", {len(res['skipped'])} file(s) skipped" if res["skipped"] else "")
         + (f" → {json_path}" if json_path else "")
         + (f", annotated in {save_dir}/" if save_dir else "")
@@ -74,8 +79,9 @@ def infer_cmd(model, source, json_path, save_dir, conf, iou, max_det, batch, tri
 @click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1), help="Boxes per image.")
 @click.option("--batch", default=None, type=click.IntRange(min=1), help="Images per call (dynamic-batch models).")
 @click.option("--report", default=None, type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@OVERWRITE_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def eval_cmd(model, data, split, conf, iou, max_det, batch, report, quiet):
+def eval_cmd(model, data, split, conf, iou, max_det, batch, report, overwrite, quiet):
     """mAP50, mAP50-95, per-class AP, P and R of MODEL on a YOLO-format data set (ultralytics' val protocol).
 
     Refused when no image of the split has labels, or when the model's classes do not match the data set's.
@@ -86,7 +92,7 @@ def eval_cmd(model, data, split, conf, iou, max_det, batch, report, quiet):
       trtbuild eval engines/shapes-yolov8n.int8.onnx --data datasets/shapes --limit 100
     """
     res = evaluate(model, data, split, conf, iou, max_det, batch, report=report, progress=not quiet,
-                   host=current_host())
+                   host=current_host(), overwrite=overwrite)
     click.echo(format_eval(res))
     if report:
         click.echo(f"report: {report}")
@@ -129,9 +135,10 @@ def _batches(ctx, param, value):
 @click.option("--name", default=None, help="Report base name: NAME.bench.{json,md,png} [default: the first model's name, e.g. yolov8n for yolov8n.sim.onnx].")
 @click.option("--cpu-preprocess", is_flag=True,
               help="Letterbox on the CPU for TensorRT engines too [default: GPU letterbox into the input buffer].")
+@OVERWRITE_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench_cmd(models, batches, warmup, iters, triton, concurrency, requests, images, imgsz, conf, iou, out_dir, name,
-              cpu_preprocess, quiet):
+              cpu_preprocess, overwrite, quiet):
     """Time MODEL(s) end to end (letterbox → infer → decode/NMS) per batch size; the first model is the baseline.
 
     Reports latency percentiles, throughput, time per stage and device memory, and ratios against the first
@@ -150,17 +157,19 @@ def bench_cmd(models, batches, warmup, iters, triton, concurrency, requests, ima
                                      param_hint="MODEL")
         batch = batches[0] if batches else 1
         with output_folders(out_dir):  # checked before the load test; removed again if it fails
+            bench_files(out_dir, name or f"{models[0]}.triton", overwrite)
             result = run_bench_triton(triton, models[0], concurrency, requests, 2 if warmup is None else warmup,
                                       batch, images, progress=not quiet)
-            files = write_bench_report(result, Path(out_dir), name or f"{models[0]}.triton")
+            files = write_bench_report(result, Path(out_dir), name or f"{models[0]}.triton", overwrite)
         click.echo(format_bench(result))
         click.echo(f"report {files['md']}, {files['png']}, {files['json']}")
         return
     warmup = 10 if warmup is None else warmup
     paths = [Path(m) for m in models]
-    with output_folders(out_dir):  # the report's folder is checked before minutes of benchmarking
+    with output_folders(out_dir):  # the report's folder and files are checked before minutes of benchmarking
+        bench_files(out_dir, name or model_name(paths[0]), overwrite)
         result = run_bench(paths, batches, warmup, iters, images, imgsz, conf, iou, progress=not quiet,
                            gpu_preprocess=not cpu_preprocess, host=current_host())
-        files = write_bench_report(result, Path(out_dir), name or model_name(paths[0]))
+        files = write_bench_report(result, Path(out_dir), name or model_name(paths[0]), overwrite)
     click.echo(format_bench(result))
     click.echo(f"report {files['md']}, {files['png']}, {files['json']}")

@@ -5,11 +5,10 @@ It gives the project its own detector to train and a val set hard enough that IN
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
-import re
-import shutil
 from dataclasses import asdict, dataclass
 from functools import partial
 from multiprocessing import get_context
@@ -19,6 +18,8 @@ import cv2
 import numpy as np
 import yaml
 
+from .. import owned
+from ..artifacts import TEMP_RE, sweep_stale, temp_prefix
 from ..console import progress_bar
 from ..errors import InputError
 
@@ -310,42 +311,63 @@ def format_labels(labels: np.ndarray, h: int, w: int) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _write_one(task: tuple[str, int], root: str, seed: int, difficulty: str) -> tuple[str, list[int]]:
+def _image_paths(split: str, index: int) -> tuple[str, str]:
+    """The image and label file of one sample, relative to the data set root."""
+    return f"images/{split}/{index:06d}.jpg", f"labels/{split}/{index:06d}.txt"
+
+
+def _write_one(task: tuple[str, int], root: str, seed: int, difficulty: str) -> tuple[str, list[int], dict[str, str]]:
+    """Render one sample and write its two files (each through a temporary file renamed into place, so a file at
+    its final name is always complete); returns the split, its per-class counts and the files' sha256."""
     split, index = task
     img, labels, quality = render_image(seed, split, index, difficulty)
-    stem = f"{index:06d}"
-    base = Path(root)
-    if not cv2.imwrite(str(base / "images" / split / f"{stem}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, quality]):
-        raise OSError(f"could not write {base / 'images' / split / stem}.jpg")
-    (base / "labels" / split / f"{stem}.txt").write_text(format_labels(labels, *img.shape[:2]))
-    return split, np.bincount(labels[:, 0], minlength=len(CLASS_NAMES)).tolist()
+    ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"could not encode image {index} of split {split}")
+    written = {}
+    for rel, data in zip(_image_paths(split, index), (jpeg.tobytes(), format_labels(labels, *img.shape[:2]).encode())):
+        dest = Path(root) / rel
+        tmp = dest.with_name(temp_prefix(dest.name) + "w")
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+        written[rel] = hashlib.sha256(data).hexdigest()
+    return split, np.bincount(labels[:, 0], minlength=len(CLASS_NAMES)).tolist(), written
 
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-_OURS = re.compile(r"^\d{6}\.(jpg|txt)$")
+_META_FILES = ("data.yaml", "synth.json")
 
 
 def _prepare(root: Path, overwrite: bool = False) -> None:
-    """Create the split folders and clear what a previous synth run wrote there (``NNNNNN.jpg``/``.txt`` and
-    ultralytics' label caches). Any other file under ``images/`` or ``labels/`` would end up in the data set, and
-    it is not synth's to delete: InputError naming it, unless ``overwrite``."""
-    foreign = [f for kind in ("images", "labels") for split in SPLITS if (root / kind / split).is_dir()
-               for f in sorted((root / kind / split).iterdir()) if not _OURS.match(f.name) or not f.is_file()]
-    if foreign and not overwrite:
-        raise InputError(f"out={root}: {foreign[0]} and {len(foreign) - 1} more file(s) under images/ or labels/ "
-                         "were not written by synth; choose an empty folder, or pass --overwrite to delete them",
-                         param="out")
+    """Check ``root`` and clear what a previous synth run wrote there. synth owns exactly the files its record
+    lists (``owned``, the manifest in ``root``); those are removed when unchanged, or changed with ``overwrite``.
+    Any other file under ``images/`` or ``labels/`` (it would end up in the data set) or at ``data.yaml`` /
+    ``synth.json`` is refused, ``overwrite`` or not: synth never deletes a file it did not write."""
+    listed = {p for p in owned.recorded_files(root)}
+    present = [f for kind in ("images", "labels") for split in SPLITS if (root / kind / split).is_dir()
+               for f in sorted((root / kind / split).iterdir())]
+    present += [root / n for n in _META_FILES if (root / n).exists()]
+    present = [f for f in present if not TEMP_RE.match(f.name)]  # a killed run's temporary files: swept below
+    foreign = [f for f in present if f.resolve() not in listed or not f.is_file()]
+    if foreign:
+        more = f" and {len(foreign) - 1} more file(s)" if len(foreign) > 1 else ""
+        raise InputError(f"out={root}: {foreign[0]}{more} not written by synth would end up in (or be replaced by) "
+                         "the data set; move them away or choose an empty folder", param="out")
+    changed = [f for f in present if not owned.is_ours(f)]
+    if changed and not overwrite:
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise owned.NotOursError(changed[0], f"changed since synth wrote it{more}",
+                                 hint="pass overwrite=True to replace the earlier data set anyway")
+    for f in present:
+        f.unlink()
+    owned.forget([*listed], root)
     for split in SPLITS:
         for kind in ("images", "labels"):
-            d = root / kind / split
-            d.mkdir(parents=True, exist_ok=True)
-            for f in d.iterdir():
-                if _OURS.match(f.name) and f.is_file() or (overwrite and f in foreign):
-                    shutil.rmtree(f) if f.is_dir() else f.unlink()
-        (root / "labels" / f"{split}.cache").unlink(missing_ok=True)
+            (root / kind / split).mkdir(parents=True, exist_ok=True)
+            sweep_stale(root / kind / split)
 
 
 def default_workers() -> int:
@@ -366,8 +388,9 @@ def generate_dataset(
     """Write a YOLO-format dataset under ``root`` and return the path of its data.yaml.
 
     Same arguments, same bytes: every image draws from its own generator seeded by (seed, split, index,
-    difficulty), so the worker count does not change the result. A previous synth run's files are replaced; any
-    other file under ``images/`` or ``labels/`` is refused unless ``overwrite`` (see ``_prepare``).
+    difficulty), so the worker count does not change the result. A previous synth run's files (its record, not
+    their names, says which) are replaced; any other file under ``images/`` or ``labels/`` is refused (see
+    ``_prepare``). A failed or interrupted run removes the files it wrote.
     """
     params = params_for(difficulty)
     if n_train < 0 or n_val < 0:
@@ -378,6 +401,7 @@ def generate_dataset(
     job = partial(_write_one, root=str(root), seed=int(seed), difficulty=difficulty)
     workers = max(1, min(workers or default_workers(), len(tasks) or 1))
     counts = {s: np.zeros(len(CLASS_NAMES), np.int64) for s in SPLITS}
+    written: dict[Path, str] = {}
     bar = progress_bar(total=len(tasks), desc=f"synth {root.name}", unit="img", disable=not progress)
     pool = get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 else None
     if pool is None:
@@ -385,21 +409,36 @@ def generate_dataset(
     else:
         results = pool.imap_unordered(job, tasks, chunksize=max(1, min(16, len(tasks) // (workers * 4))))
     try:
-        for split, per_class in results:
-            counts[split] += per_class
-            bar.update()
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
-
-    data = {"path": str(root), "train": "images/train", "val": "images/val", "nc": len(CLASS_NAMES),
-            "names": dict(enumerate(CLASS_NAMES))}
-    yaml_path = root / "data.yaml"
-    yaml_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    meta = {"generator": "trtbuild.synth", "version": SYNTH_VERSION, "seed": int(seed), "difficulty": difficulty,
-            "n_train": n_train, "n_val": n_val, "class_names": list(CLASS_NAMES), "params": asdict(params),
-            "instances": {s: dict(zip(CLASS_NAMES, counts[s].tolist())) for s in SPLITS}}
-    (root / "synth.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return yaml_path
+        try:
+            for split, per_class, files in results:
+                counts[split] += per_class
+                written.update((root / rel, sha) for rel, sha in files.items())
+                bar.update()
+        except BaseException:
+            if pool is not None:
+                pool.terminate()  # not close(): the queued samples would still be rendered
+            raise
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.close()
+                pool.join()
+        data = {"path": str(root), "train": "images/train", "val": "images/val", "nc": len(CLASS_NAMES),
+                "names": dict(enumerate(CLASS_NAMES))}
+        meta = {"generator": "trtbuild.synth", "version": SYNTH_VERSION, "seed": int(seed), "difficulty": difficulty,
+                "n_train": n_train, "n_val": n_val, "class_names": list(CLASS_NAMES), "params": asdict(params),
+                "instances": {s: dict(zip(CLASS_NAMES, counts[s].tolist())) for s in SPLITS}}
+        for name, text in (("data.yaml", yaml.safe_dump(data, sort_keys=False)),
+                           ("synth.json", json.dumps(meta, indent=2) + "\n")):
+            (root / name).write_text(text)
+            written[root / name] = hashlib.sha256(text.encode()).hexdigest()
+        owned.record(written, root)
+    except BaseException:
+        # every file at a sample's name was made by this run (earlier ones were cleared, foreign ones refused)
+        made = [root / rel for task in tasks for rel in _image_paths(*task)] + [root / n for n in _META_FILES]
+        owned.remove_created([p for p in made if p.exists()], root)
+        for kind in ("images", "labels"):
+            for split in SPLITS:
+                sweep_stale(root / kind / split)
+        raise
+    return root / "data.yaml"

@@ -91,6 +91,15 @@ def _ultralytics_log_level(level: int):
         LOGGER.setLevel(old)
 
 
+def _family(config: Path) -> str:
+    """``"an RT-DETR model, "`` for a config whose head is RT-DETR's decoder, else ``""``."""
+    try:
+        text = config.read_text(errors="replace") if config.suffix.lower() in (".yaml", ".yml") else ""
+    except OSError:
+        text = ""
+    return "an RT-DETR model, " if "RTDETRDecoder" in text else ""
+
+
 def _load_yolo(model: str, source: Path, kind: str, workdir: Path, seed: int):
     """Instantiate ``ultralytics.YOLO`` from a private copy, so the export never writes beside the source."""
     import torch
@@ -103,6 +112,10 @@ def _load_yolo(model: str, source: Path, kind: str, workdir: Path, seed: int):
             shutil.copyfile(source, local)
             return YOLO(str(local))
         return YOLO(str(source) if Path(model).is_file() else str(model))
+    except NotImplementedError:  # ultralytics' YOLO class refuses other families (RT-DETR, …) this way
+        raise UnsupportedModelError(f"{model}: {_family(source)}not a model ultralytics' YOLO class loads; trtbuild "
+                                    f"supports these tasks: {', '.join(SUPPORTED_TASKS)} (YOLOv8, YOLO11, YOLO26 "
+                                    ".pt or .yaml)") from None
     except Exception as exc:
         # ultralytics names the private copy: say the user's path instead
         first = (str(exc).replace(str(workdir / source.name), str(source)).strip().splitlines() or [""])[0][:200]
@@ -182,7 +195,8 @@ def export(model: str | os.PathLike = "yolov8n.yaml", config: ExportConfig = Exp
             "versions": {p: package_version(p) for p in ("trtbuild", "ultralytics", "torch", "onnx")},
         }
 
-    return run_stage(STAGE, export_key(model, source, cfg), layout.export_report, out, make, cfg.force)
+    return run_stage(STAGE, export_key(model, source, cfg), layout.export_report, out, make, cfg.force,
+                     inputs={"model": source}, overwrite=cfg.overwrite)
 
 
 def _export_in(workdir: Path, model: str, source: Path, kind: str, cfg: ExportConfig) -> onnx.ModelProto:

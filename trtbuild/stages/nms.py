@@ -287,4 +287,5 @@ def nms_stage(src: str | Path, config: NmsConfig = NmsConfig()) -> StageResult:
             "bytes": tmp.stat().st_size,
         }
 
-    return run_stage("nms", key, onnx_report_path(out), out, make, cfg.force)
+    return run_stage("nms", key, onnx_report_path(out), out, make, cfg.force, inputs={"model": src},
+                     overwrite=cfg.overwrite)

@@ -146,4 +146,5 @@ def simplify(onnx_path: str | os.PathLike, config: SimplifyConfig = SimplifyConf
             "versions": {p: package_version(p) for p in ("onnxsim", "onnx", "onnxruntime")},
         }
 
-    return run_stage(STAGE, simplify_key(src, cfg), simplify_report_path(out), out, make, cfg.force)
+    return run_stage(STAGE, simplify_key(src, cfg), simplify_report_path(out), out, make, cfg.force,
+                     inputs={"model": src}, overwrite=cfg.overwrite)

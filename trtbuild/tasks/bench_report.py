@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import owned
 from ..artifacts import atomic_path, write_bytes_atomic, write_json_atomic
 from ..console import table
 from ..layout import Layout
@@ -86,7 +87,7 @@ def markdown(result: dict, name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(result: dict, path: Path, name: str) -> Path:
+def plot(result: dict, path: Path, name: str, overwrite: bool = False) -> Path:
     """Left: p50/p90/p99 latency per batch, a group of bars per model. Right: mean stage times stacked per
     model and batch."""
     import matplotlib
@@ -126,19 +127,29 @@ def plot(result: dict, path: Path, name: str) -> Path:
     ax2.grid(axis="y", alpha=0.3, zorder=0)
     ax2.legend(fontsize=8)
     fig.suptitle(f"{name}: end-to-end benchmark ({result['settings']['iters']} calls per model and batch)")
-    with atomic_path(path, suffix=".png") as tmp:
+    with atomic_path(path, suffix=".png", overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
 
-def write_bench_report(result: dict, out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
-    """Write ``<out_dir>/<name>.bench.{json,md,png}`` atomically; returns ``{"json", "md", "png": path}``."""
+def bench_files(out_dir: str | os.PathLike, name: str, overwrite: bool = False) -> dict[str, Path]:
+    """``{"json", "md", "png": path}`` of the report ``<out_dir>/<name>.bench.*``, each checked to be free or
+    trtbuild's own (``owned``; any file with ``overwrite``): called before minutes of benchmarking."""
     layout = Layout(Path(out_dir), name)
     files = {ext: layout.bench(ext) for ext in ("json", "md", "png")}
-    write_bytes_atomic(files["md"], markdown(result, name).encode())
-    plot(result, files["png"], name)
-    write_json_atomic(files["json"], {**result, "files": {k: str(v) for k, v in files.items()}})
+    for path in files.values():
+        owned.check_replaceable(path, overwrite)
+    return files
+
+
+def write_bench_report(result: dict, out_dir: str | os.PathLike, name: str, overwrite: bool = False
+                       ) -> dict[str, Path]:
+    """Write ``<out_dir>/<name>.bench.{json,md,png}`` atomically; returns ``{"json", "md", "png": path}``."""
+    files = bench_files(out_dir, name, overwrite)
+    write_bytes_atomic(files["md"], markdown(result, name).encode(), overwrite)
+    plot(result, files["png"], name, overwrite)
+    write_json_atomic(files["json"], {**result, "files": {k: str(v) for k, v in files.items()}}, overwrite)
     return files
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..console import progress_bar
+from .. import owned
 from ..artifacts import Outputs, StageResult, package_version, read_json, run_stage, sha256_file, sha256_json
 from ..config import BudgetConfig, Int8Config
 from ..data.dataset import load_dataset
@@ -139,19 +140,20 @@ def fit_budget(sim_onnx: str | os.PathLike, ranges_json: str | os.PathLike | Non
     def make(outputs: Outputs) -> dict:
         data, split, limit = cfg.data, cfg.split, cfg.limit
         fp32 = _eval(src, data, split, limit, progress)
-        full = int8(src, ranges_json)
+        full = int8(src, ranges_json, Int8Config(overwrite=cfg.overwrite))
         step0 = {**_eval(full.output, data, split, limit, progress), "step": 0, "excluded": []}
         step0["drop"] = _drop(fp32, step0)
         steps, ranking = [step0], []
         met = step0["drop"] <= cfg.max_map_drop + 1e-9
         if met:
             for stale in (layout.int8fb, layout.typed_report("int8fb")):
-                stale.unlink(missing_ok=True)
+                owned.remove(stale, cfg.overwrite)  # an earlier budget's fallback model, if trtbuild's
         else:
             ranking = layer_sensitivity(src, load_ranges(ranges_json), images, hw, candidates, progress)
             ranked = [r["conv"] for r in ranking]
             for i, k in enumerate(_steps(len(ranked)), start=1):
-                fb = int8(src, ranges_json, Int8Config(exclude=tuple(ranked[:k]), tag="int8fb"))
+                fb = int8(src, ranges_json, Int8Config(exclude=tuple(ranked[:k]), tag="int8fb",
+                                                      overwrite=cfg.overwrite))
                 step = {**_eval(fb.output, data, split, limit, progress), "step": i, "excluded": ranked[:k]}
                 step["drop"] = _drop(fp32, step)
                 steps.append(step)
@@ -171,4 +173,5 @@ def fit_budget(sim_onnx: str | os.PathLike, ranges_json: str | os.PathLike | Non
             "sensitivity": ranking,
         }
 
-    return run_stage("budget", key, layout.budget, None, make, cfg.force)
+    return run_stage("budget", key, layout.budget, None, make, cfg.force, inputs={"model": src, "ranges": ranges_json},
+                     overwrite=cfg.overwrite)

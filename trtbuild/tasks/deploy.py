@@ -1,10 +1,12 @@
 """``trtbuild deploy``: a model as a Triton model repository, or an engine with ultralytics' metadata header.
 
 ``deploy_triton`` writes four models (see ``serve.triton_config``): the detector, ``_preprocess``,
-``_postprocess`` and the ``_e2e`` ensemble, plus ``labels.txt`` and ``trtbuild-deploy.json`` (what was deployed,
-from what, with which settings). The repository is written into a temporary folder beside ``out`` and renamed
-onto it only when every ``config.pbtxt`` has parsed back against Triton's schema: a failed deploy leaves nothing,
-and an existing repository is replaced only with ``force``.
+``_postprocess`` and the ``_e2e`` ensemble, plus ``labels.txt``, and records each deployment in
+``trtbuild-deploy.json`` (what was deployed, from what, with which settings). The four folders are written into a
+temporary folder beside ``out`` and moved in only when every ``config.pbtxt`` has parsed back against Triton's
+schema: a failed deploy leaves nothing. A repository may hold other models and files: deploy touches only its
+four folders of that name (replaced with ``force``, and only while they hold nothing but trtbuild's unchanged
+files; see ``owned``) and ``trtbuild-deploy.json``.
 
 ``deploy_ultralytics`` prepends the header ultralytics' exporter writes (4-byte little-endian length + JSON
 metadata) so ``YOLO("x.engine")`` loads the engine; trtbuild itself keeps plain engines everywhere.
@@ -20,10 +22,12 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..artifacts import current_umask, output_folders, sha256_file, temp_prefix, write_bytes_atomic
+from .. import owned
+from ..artifacts import (current_umask, deferred_interrupts, output_folders, read_json, sha256_file, temp_prefix,
+                         write_bytes_atomic, write_json_atomic)
 from ..config import DeployConfig
 from ..errors import InputError
-from ..layout import model_name
+from ..layout import model_name, sidecar_path
 from ..onnx.graph import parse_literal
 from ..onnx.modelinfo import ModelInfo
 from ..runtime.open import ENGINE_SUFFIXES
@@ -98,6 +102,11 @@ def engine_sidecar(engine: Path, loader: str, way_out: str) -> dict:
     if meta.get("engine_bytes") not in (None, engine.stat().st_size):
         raise InputError(f"{engine}: {engine.stat().st_size} bytes, but its sidecar records {meta['engine_bytes']}: "
                          "the engine is truncated or replaced; rebuild it with `trtbuild build ... --force`")
+    recorded = (meta.get("outputs") or {}).get(engine.name)
+    if recorded is None or recorded != sha256_file(engine):
+        raise InputError(f"{engine}: its sha256 is not the one its sidecar {engine.name}.json records "
+                         f"({'none recorded' if recorded is None else 'the file was changed or replaced'}): it is not "
+                         "the engine that was built; rebuild it with `trtbuild build ... --force`")
     if meta.get("flavor", "tensorrt") != "tensorrt":
         raise InputError(f"{engine}: a TensorRT-RTX engine; {loader} loads standard TensorRT engines only: "
                          f"{way_out}")
@@ -148,23 +157,61 @@ def _backend(model: Path, requested: str) -> str:
     return requested
 
 
-def _check_out(out: Path, force: bool) -> None:
+DEPLOY_RECORD = "trtbuild-deploy.json"
+
+
+def _model_dirs(name: str) -> list[str]:
+    return [name, name + tc.PRE, name + tc.POST, name + tc.E2E]
+
+
+def _check_out(out: Path, model: Path, name: str, force: bool, overwrite: bool) -> None:
+    """What ``deploy`` may touch in ``out``: its four model folders of ``name`` and ``trtbuild-deploy.json``, and
+    nothing else. Refused: ``out`` that is a file or the folder holding ``model``; a model folder that exists
+    (without ``force``), or that holds a file trtbuild did not write or that was changed since (without
+    ``overwrite``); a ``trtbuild-deploy.json`` that is not trtbuild's."""
     if out.exists() and not out.is_dir():
         raise InputError(f"out={out}: is a file, not a folder; pass a folder for the model repository", param="out")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise InputError(f"out={out}: folder exists and is not empty; pass --force to replace it, or another "
-                         "--out", param="out")
+    for given in (model, sidecar_path(model)):
+        if not given.exists():
+            continue
+        if (out.exists() and owned.same_file(given.parent, out)) or any(owned.inside(given, out / d)
+                                                                         for d in _model_dirs(name)):
+            raise InputError(f"out={out}: holds the model being deployed ({given}); deploy into a repository "
+                             "folder of its own (e.g. out=model_repository)", param="out")
+    for d in _model_dirs(name):
+        folder = out / d
+        if not folder.exists():
+            continue
+        if not force:
+            raise InputError(f"out={out}: already holds a model {d}/; pass force=True to replace it (only "
+                             f"{', '.join(x + '/' for x in _model_dirs(name))} and {DEPLOY_RECORD} are replaced), "
+                             "or another out or name", param="force")
+        if overwrite:
+            continue
+        if not folder.is_dir():
+            raise owned.NotOursError(folder, "exists and is not a model folder trtbuild wrote")
+        for f in sorted(folder.rglob("*")):
+            if f.is_file() and not owned.is_ours(f):
+                why = "changed since trtbuild wrote it" if owned.record_of(f) else "was not written by trtbuild"
+                raise owned.NotOursError(f, f"{why}, and --force would replace the folder {d}/ that holds it")
+    owned.check_replaceable(out / DEPLOY_RECORD, overwrite)
 
 
-def _replace(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` onto ``out`` (an old repository there is moved aside first, then removed)."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _swap_in(tmp: Path, out: Path, dirs: list[str]) -> None:
+    """Move each finished model folder from ``tmp`` into ``out``; an old one of that name goes into ``tmp`` (removed
+    with it). On failure every folder moved so far goes back where it was."""
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for d in dirs:
+            if (out / d).exists():
+                os.replace(out / d, tmp / f"old-{d}")
+                moved.append((tmp / f"old-{d}", out / d))
+            os.replace(tmp / d, out / d)
+            moved.append((out / d, tmp / d))
+    except BaseException:
+        for now, before in reversed(moved):
+            os.replace(now, before)
+        raise
 
 
 def _write(folder: Path, name: str, config, files: dict[str, bytes | Path]) -> None:
@@ -180,9 +227,11 @@ def _write(folder: Path, name: str, config, files: dict[str, bytes | Path]) -> N
             dest.write_bytes(data)
 
 
-def deploy_triton(model: str | os.PathLike, cfg: DeployConfig = DeployConfig(), force: bool = False) -> dict:
-    """Write a Triton model repository for ``model`` (an engine or an ONNX) into ``cfg.out``; returns a summary
-    (``out``, ``models``, ``backend``, ``detector``)."""
+def deploy_triton(model: str | os.PathLike, cfg: DeployConfig = DeployConfig(), force: bool = False,
+                  overwrite: bool = False) -> dict:
+    """Write ``model`` (an engine or an ONNX) into the Triton model repository ``cfg.out`` as four models; returns a
+    summary (``out``, ``models``, ``backend``, ``detector``). Everything else in ``cfg.out`` stays as it is (see
+    ``_check_out`` for what ``force`` and ``overwrite`` allow)."""
     model = Path(model)
     if not model.is_file():
         raise InputError(f"{model}: no such model file; pass an .engine (built by trtbuild) or an .onnx")
@@ -195,7 +244,8 @@ def deploy_triton(model: str | os.PathLike, cfg: DeployConfig = DeployConfig(), 
     else:
         det, meta = onnx_detector(model, cfg, backend), None
     out = Path(cfg.out)
-    _check_out(out, force)
+    _check_out(out, model, name, force, overwrite)
+    dirs = _model_dirs(name)
     configs = {
         name: tc.detector_config(name, det, backend, cfg),
         name + tc.PRE: tc.preprocess_config(name, det, cfg),
@@ -211,23 +261,37 @@ def deploy_triton(model: str | os.PathLike, cfg: DeployConfig = DeployConfig(), 
         name + tc.POST: {"model.py": shim("Postprocess")},
         name + tc.E2E: {},
     }
-    with output_folders(out.parent):  # checked first; not left behind empty when writing fails
-        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), dir=out.parent))
+    entry = {"trtbuild_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "source": str(model.resolve()), "source_sha256": sha256_file(model), "backend": backend,
+             "models": dirs, "ensemble": name + tc.E2E, "settings": cfg.to_dict(),
+             "engine": {k: meta.get(k) for k in ("precision", "tensorrt_version", "gpu")} if meta else None}
+    with output_folders(out):  # checked first; not left behind empty when writing fails
+        root = out.resolve()
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(root.name or "repository"), dir=root.parent))
         try:
             for model_dir, config in configs.items():
                 _write(tmp, model_dir, config, files[model_dir])
             labels = "".join(f"{det.names.get(i, i)}\n" for i in range(max(det.names, default=-1) + 1))
             (tmp / name / "labels.txt").write_text(labels)
-            manifest = {"trtbuild_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "source": str(model.resolve()), "source_sha256": sha256_file(model), "backend": backend,
-                        "models": list(configs), "ensemble": name + tc.E2E, "settings": cfg.to_dict(),
-                        "engine": {k: meta.get(k) for k in ("precision", "tensorrt_version", "gpu")} if meta else None}
-            (tmp / "trtbuild-deploy.json").write_text(json.dumps(manifest, indent=1, default=str) + "\n")
-            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
-            _replace(tmp, out)
-        except BaseException:
+            for d in dirs:
+                os.chmod(tmp / d, 0o777 & ~current_umask())
+            record = read_json(root / DEPLOY_RECORD) if (root / DEPLOY_RECORD).is_file() else None
+            deployed = dict((record or {}).get("deployments") or {})
+            deployed[name] = entry
+            with deferred_interrupts():  # the folders and their record change together
+                _swap_in(tmp, root, dirs)
+                try:
+                    write_json_atomic(root / DEPLOY_RECORD, {"deployments": deployed}, overwrite)
+                    owned.forget([p for p in owned.recorded_files(root) if p.relative_to(root).parts[0] in dirs], root)
+                    owned.record([f for d in dirs for f in (root / d).rglob("*") if f.is_file()], root)
+                except BaseException:
+                    for d in dirs:  # back to how it was: the new folders out, the old ones (if any) in
+                        os.replace(root / d, tmp / f"new-{d}")
+                        if (tmp / f"old-{d}").exists():
+                            os.replace(tmp / f"old-{d}", root / d)
+                    raise
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return {"out": out, "models": list(configs), "backend": backend, "detector": det, "ensemble": name + tc.E2E}
 
 
@@ -253,7 +317,8 @@ def ultralytics_metadata(meta: dict) -> dict:
     return header
 
 
-def deploy_ultralytics(engine: str | os.PathLike, out: str | os.PathLike | None = None, force: bool = False) -> dict:
+def deploy_ultralytics(engine: str | os.PathLike, out: str | os.PathLike | None = None, force: bool = False,
+                       overwrite: bool = False) -> dict:
     """``out`` (default ``<engine stem>.ultralytics.engine`` beside it) = ultralytics' header + the engine bytes."""
     engine = Path(engine)
     if not engine.is_file():
@@ -270,8 +335,9 @@ def deploy_ultralytics(engine: str | os.PathLike, out: str | os.PathLike | None 
     if out.resolve() == engine.resolve():
         raise InputError(f"out={out}: the same file as the engine; pick another path", param="out")
     if out.exists() and not force:
-        raise InputError(f"out={out}: exists; pass --force to replace it", param="out")
+        raise InputError(f"out={out}: exists; pass force=True to replace it", param="force")
+    owned.check_replaceable(out, overwrite)
     header = ultralytics_metadata(meta)
     blob = json.dumps(header).encode()
-    write_bytes_atomic(out, len(blob).to_bytes(4, "little", signed=True) + blob + data)
+    write_bytes_atomic(out, len(blob).to_bytes(4, "little", signed=True) + blob + data, overwrite)
     return {"out": out, "metadata": header, "engine_bytes": len(data), "header_bytes": 4 + len(blob)}

@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+from .. import owned
 from ..artifacts import output_folders, sha256_file, write_json_atomic
 from ..console import progress_bar, table
 from ..data.dataset import label_path_for, load_dataset, yolo_to_xyxy
@@ -48,8 +49,13 @@ def evaluate(
     report: str | os.PathLike | None = None,
     progress: bool = False,
     host: Host | None = None,
+    overwrite: bool = False,
 ) -> dict:
-    """Evaluate ``model`` (.onnx or .engine) on ``split`` of ``data``; write ``report`` JSON if given."""
+    """Evaluate ``model`` (.onnx or .engine) on ``split`` of ``data``; write ``report`` JSON if given (replacing
+    only a file trtbuild wrote, or any with ``overwrite``)."""
+    if report:
+        owned.refuse_input_as_output([report], [model], param="report")
+        owned.check_replaceable(report, overwrite)
     ds = load_dataset(data, split)
     items = ds.items[:limit] if limit else ds.items
     require_labels(ds, items, data, split)
@@ -100,7 +106,7 @@ def evaluate(
             "ms_per_image": predictor.times.per_image_ms(),
         }
         if report:
-            write_json_atomic(report, out)
+            write_json_atomic(report, out, overwrite)
     return out
 
 

@@ -1,8 +1,9 @@
 """``trtbuild infer``: an image, a folder or a video through any model artifact → JSON lines + pictures.
 
 One JSON object per image or frame: ``path`` (plus ``frame`` for video), ``width``, ``height`` and
-``detections`` = ``[{box: [x1, y1, x2, y2], score, class_id, class_name}]`` in original pixels.
-Unreadable files in a folder are reported and skipped; the run never stops for them.
+``detections`` = ``[{box: [x1, y1, x2, y2], score, class_id, class_name}]`` in original pixels, and ``saved``
+(the annotated picture's path) with ``--save``. Unreadable files in a folder are reported and skipped; the run
+never stops for them.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from pathlib import Path
 from typing import Callable
 
 import cv2
+import numpy as np
 
+from .. import owned
 from ..console import progress_bar
 from ..artifacts import atomic_path, output_folders
+from ..errors import InputError
 from ..runtime.open import open_runner
 from ..serve.triton_client import TritonClient
 from ..trt.host import Host
 from ..vision.draw import draw_detections
-from ..vision.io import VIDEO_SUFFIXES, iter_sources, list_images
+from ..vision.io import VIDEO_SUFFIXES, is_image, iter_sources, list_images
 from .predictor import Predictor
 from .remote import TritonPredictor
 
@@ -49,18 +53,44 @@ def _record(source_id: str, image, det, names) -> dict:
     return rec
 
 
-def _annotated_name(source_id: str, taken: set[str]) -> str:
-    """``<stem>.jpg`` (``<stem>_<frame>.jpg`` for video); two sources with one stem (``a/x.png``, ``b/x.jpg``) get
-    ``x.jpg`` and ``x_2.jpg``, so neither picture overwrites the other."""
-    path, _, frame = source_id.partition("#")
-    stem = Path(path).stem
-    base = f"{stem}_{int(frame):06d}" if frame else stem
-    name, n = f"{base}.jpg", 1
-    while name in taken:
-        n += 1
-        name = f"{base}_{n}.jpg"
-    taken.add(name)
-    return name
+class PictureFolder:
+    """Where ``--save`` puts annotated pictures: ``<stem>.jpg`` (``<stem>_<frame>.jpg`` for video), each written
+    through a temporary file and renamed into place. A name held by a file trtbuild did not write (or one changed
+    since) is never replaced: the picture goes beside it as ``<stem>_2.jpg``, … (``owned``); two sources with one
+    stem in this run get distinct names too. ``rollback`` (a failed or interrupted run) removes the pictures this
+    run created and nothing else."""
+
+    RECORD_EVERY = 64  # pictures per manifest update: a long video does not rewrite the record for every frame
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.created: list[Path] = []
+        self._taken: set[str] = set()
+        self._unrecorded: list[Path] = []
+
+    def _name(self, source_id: str) -> Path:
+        path, _, frame = source_id.partition("#")
+        stem = Path(path).stem
+        base = f"{stem}_{int(frame):06d}" if frame else stem
+        name, n = f"{base}.jpg", 1
+        while name in self._taken or ((self.folder / name).exists() and not owned.is_ours(self.folder / name)):
+            n += 1
+            name = f"{base}_{n}.jpg"
+        self._taken.add(name)
+        return self.folder / name
+
+    def write(self, source_id: str, picture: np.ndarray) -> Path:
+        dest = self._name(source_id)
+        if not dest.exists():
+            self.created.append(dest)  # before the write: a failure after the rename still finds it
+        with atomic_path(dest, suffix=".jpg") as tmp:
+            if not cv2.imwrite(str(tmp), picture):
+                raise OSError(errno.EIO, "could not write the annotated picture", str(dest))
+        return dest
+
+    def rollback(self) -> None:
+        owned.remove_created(self.created)
+        self.created = []
 
 
 @contextlib.contextmanager
@@ -76,22 +106,21 @@ def open_predictor(model: str | os.PathLike, triton: str | None = None, host: Ho
             yield Predictor(runner, **options)
 
 
-def _predict_all(predictor, first, frames, save: Path | None, written: list[Path], total: int | None,
-                 progress: bool, desc: str) -> list[dict]:
-    """Detections of every frame, in batches of the predictor's size; annotated pictures into ``save`` (their
-    paths appended to ``written``)."""
-    records: list[dict] = []
-    taken: set[str] = set()
+def _predict_all(predictor, first, frames, pictures: PictureFolder | None, sink, total: int | None,
+                 progress: bool, desc: str) -> dict:
+    """Detections of every frame, in batches of the predictor's size, each record handed to ``sink`` as it comes;
+    annotated pictures into ``pictures``. Returns the counts."""
+    counts = {"images": 0, "detections": 0}
     bar = progress_bar(total=total, desc=desc, unit="img", leave=False) if progress else None
 
     def flush(chunk):
         for (sid, image), det in zip(chunk, predictor.predict([im for _, im in chunk])):
-            records.append(_record(sid, image, det, predictor.names))
-            if save:
-                out = save / _annotated_name(sid, taken)
-                if not cv2.imwrite(str(out), draw_detections(image, det, predictor.names)):
-                    raise OSError(errno.EIO, "could not write the annotated picture", str(out))
-                written.append(out)
+            rec = _record(sid, image, det, predictor.names)
+            if pictures is not None:
+                rec["saved"] = str(pictures.write(sid, draw_detections(image, det, predictor.names)))
+            counts["images"] += 1
+            counts["detections"] += len(rec["detections"])
+            sink(rec)
         if bar is not None:
             bar.update(len(chunk))
 
@@ -105,7 +134,24 @@ def _predict_all(predictor, first, frames, save: Path | None, written: list[Path
         flush(chunk)
     if bar is not None:
         bar.close()
-    return records
+    return counts
+
+
+def check_outputs(model: Path | str, source: Path, json_path: Path | None, save: Path | None, triton: str | None,
+                  overwrite: bool) -> None:
+    """Refuse, before any work, outputs that would touch the inputs: ``save`` that is (or holds) the source, a JSON
+    file that is the model, the source or one of its images, or an existing JSON file trtbuild did not write."""
+    if save is not None and source.exists() and (owned.inside(source, save) or
+                                                  (source.is_dir() and owned.same_file(save, source))):
+        raise InputError(f"save_dir={save}: holds the source {source}; annotated pictures go into a folder of "
+                         "their own (e.g. save_dir=annotated)", param="save_dir")
+    if json_path is None:
+        return
+    inputs = [source] + ([Path(model)] if not triton else [])
+    if source.is_dir():
+        inputs += [p for p in source.iterdir() if is_image(p)]
+    owned.refuse_input_as_output([json_path], inputs, param="json_path")
+    owned.check_replaceable(json_path, overwrite)
 
 
 def run_infer(
@@ -121,11 +167,17 @@ def run_infer(
     on_skip: Callable[[Path, str], None] | None = None,
     host: Host | None = None,
     triton: str | None = None,
+    on_record: Callable[[dict], None] | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Run detection over ``source``; returns a summary and (optionally) writes JSON lines and pictures.
 
     ``triton``: a server URL (``grpc://host:8001``, ``http://host:8000``); ``model`` is then the name of a model
-    deployed there by ``trtbuild deploy triton``. The JSON file is written atomically at the end: an interrupted run leaves no partial file.
+    deployed there by ``trtbuild deploy triton``. Each record goes to ``on_record`` as soon as it is made (else it
+    is kept in the summary's ``records``). The JSON file is written through a temporary file renamed at the end:
+    an interrupted run leaves no partial file. Outputs follow ``owned``: an existing JSON file or picture is
+    replaced only if trtbuild wrote it and it is unchanged (the JSON file: or with ``overwrite``; a picture whose
+    name is taken goes beside it), and a failed run removes only the files it created.
     """
     source = Path(source)
     skipped: list[tuple[str, str]] = []
@@ -135,31 +187,43 @@ def run_infer(
         if on_skip:
             on_skip(path, reason)
 
+    save = Path(save_dir) if save_dir else None
+    json_path = Path(json_path) if json_path else None
     frames = iter_sources(source, on_skip=skip)  # validates the source before any model is loaded
     first = next(frames, None)
-    save = Path(save_dir) if save_dir else None
-    written: list[Path] = []
-    # the output folders are checked before the work; a failure removes the pictures written so far and the
-    # folders this run created
-    with output_folders(*([save] if save else []), *([Path(json_path).parent] if json_path else [])):
+    check_outputs(model, source, json_path, save, triton, overwrite)
+    pictures = PictureFolder(save) if save else None
+    records: list[dict] = []
+    # the output folders are checked before the work; a failure removes the pictures this run created and the
+    # folders it created
+    with output_folders(*([save] if save else []), *([json_path.parent] if json_path else [])), \
+            contextlib.ExitStack() as stack:
         try:
+            lines = stack.enter_context(_json_lines(json_path, overwrite)) if json_path else None
+
+            def sink(rec: dict) -> None:
+                if lines is not None:
+                    lines.write(json.dumps(rec) + "\n")
+                if on_record is not None:
+                    on_record(rec)
+                else:
+                    records.append(rec)
+
             with open_predictor(model, triton, host, conf=conf, iou=iou, max_det=max_det, batch=batch) as predictor:
                 total = _count_frames(source) if progress else None
-                records = _predict_all(predictor, first, frames, save, written, total, progress,
-                                       f"infer {source.name}")
-            if json_path:
-                with atomic_path(json_path, suffix=".jsonl") as tmp:
-                    with open(tmp, "w") as f:
-                        for rec in records:
-                            f.write(json.dumps(rec) + "\n")
+                counts = _predict_all(predictor, first, frames, pictures, sink, total, progress,
+                                      f"infer {source.name}")
         except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
+            if pictures is not None:
+                pictures.rollback()
             raise
-    return {
-        "images": len(records),
-        "detections": sum(len(r["detections"]) for r in records),
-        "skipped": skipped,
-        "records": records,
-        "ms_per_image": predictor.times.per_image_ms(),
-    }
+    return {**counts, "skipped": skipped, "records": records, "ms_per_image": predictor.times.per_image_ms(),
+            "video": source.suffix.lower() in VIDEO_SUFFIXES}
+
+
+@contextlib.contextmanager
+def _json_lines(path: Path, overwrite: bool):
+    """A text file for JSON lines that becomes ``path`` only when the run completes."""
+    with atomic_path(path, suffix=".jsonl", overwrite=overwrite) as tmp:
+        with open(tmp, "w") as f:
+            yield f

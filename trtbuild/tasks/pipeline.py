@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..artifacts import StageResult
-from ..config import BudgetConfig, BuildConfig, CalibrateConfig, FP16Config, PipelineConfig, ReportConfig
+from ..config import (BudgetConfig, BuildConfig, CalibrateConfig, FP16Config, Int8Config, PipelineConfig,
+                      ReportConfig)
 from ..errors import DependencyMissingError, TrtbuildError
 from ..onnx.modelinfo import ModelInfo
 from ..stages.export import export
@@ -60,6 +61,11 @@ def _calibration_images(cfg: PipelineConfig) -> list[Path]:
         return []
 
 
+def _run(cfg: PipelineConfig) -> dict:
+    """What every stage of the pipeline shares: rerun (``force``) and replace-what-is-not-ours (``overwrite``)."""
+    return {"force": cfg.force, "overwrite": cfg.overwrite}
+
+
 def _precision_stages(cfg: PipelineConfig, sim: Path, info: ModelInfo, out: PipelineResult,
                       on_result: OnResult, progress: bool) -> None:
     """FP16 typed ONNX, INT8 (ranges, TensorRT table, Q/DQ ONNX, budget) and the report, as requested."""
@@ -72,21 +78,21 @@ def _precision_stages(cfg: PipelineConfig, sim: Path, info: ModelInfo, out: Pipe
     hw = info.run_hw()
     if "fp16" in cfg.precisions:
         images = _calibration_images(cfg)
-        done("fp16", fp16(sim, FP16Config(images=tuple(images), imgsz=hw, force=cfg.force)))
+        done("fp16", fp16(sim, FP16Config(images=tuple(images), imgsz=hw, **_run(cfg))))
     if "int8" in cfg.precisions:
         cal = CalibrateConfig(images=cfg.calib, num=cfg.calib_num, batch=cfg.calib_batch, method=cfg.calib_method,
-                              tensors=tuple(qdq_tensors(sim)), imgsz=hw, force=cfg.force)
+                              tensors=tuple(qdq_tensors(sim)), imgsz=hw, **_run(cfg))
         ranges = calibrate(sim, cal, progress=progress)
         done("calibrate", ranges)
         if ranges.report.get("warning"):
             on_result("calibrate", f"calibrate warning: {ranges.report['warning']}")
-        done("int8", int8(sim, ranges.output))
+        done("int8", int8(sim, ranges.output, Int8Config(**_run(cfg))))
         if cfg.data:
             budget = BudgetConfig(data=cfg.data, max_map_drop=cfg.max_map_drop, imgsz=hw, limit=cfg.eval_limit,
-                                  force=cfg.force)
+                                  **_run(cfg))
             done("budget", fit_budget(sim, ranges.output, budget, progress=progress))
     if cfg.data:
-        report = ReportConfig(data=cfg.data, limit=cfg.eval_limit, force=cfg.force)
+        report = ReportConfig(data=cfg.data, limit=cfg.eval_limit, **_run(cfg))
         done("report", precision_report(sim, report, progress=progress))
 
 
@@ -95,10 +101,10 @@ def run_pipeline(cfg: PipelineConfig, host: Host | None = None, on_result: OnRes
     """Run the stages for ``cfg`` on ``host`` (default: probe this one); see the module docstring."""
     host = host or probe_host()
     out = PipelineResult()
-    exp = export(cfg.model, replace(cfg.export, force=cfg.force))
+    exp = export(cfg.model, replace(cfg.export, **_run(cfg)))
     out.stages["export"] = exp
     on_result("export", exp)
-    sim = simplify(exp.output, replace(cfg.simplify, strict=cfg.strict, force=cfg.force))
+    sim = simplify(exp.output, replace(cfg.simplify, strict=cfg.strict, **_run(cfg)))
     out.stages["simplify"] = sim
     on_result("simplify", sim)
     info = ModelInfo.of_onnx(sim.output)  # the geometry every later stage uses
@@ -114,10 +120,10 @@ def run_pipeline(cfg: PipelineConfig, host: Host | None = None, on_result: OnRes
     flavor = host.flavor(cfg.flavor)
     configs = {p: BuildConfig(precision=p, max_batch=cfg.export.batch if info.dynamic_batch else None,
                               opt_hw=info.run_hw() if info.dynamic_hw else None, flavor=flavor,
-                              target_cc=cfg.target_cc, out_dir=cfg.out_dir, force=cfg.force)
+                              target_cc=cfg.target_cc, out_dir=cfg.out_dir, **_run(cfg))
                for p in cfg.precisions}
     for source in dict.fromkeys(choose_source(sim.output, c, host.info(flavor))[0] for c in configs.values()):
-        checked = check(source, flavor, host=host, force=cfg.force)  # what this TensorRT makes of it, first
+        checked = check(source, flavor, host=host, **_run(cfg))  # what this TensorRT makes of it, first
         out.stages[f"check {source.name}"] = checked
         on_result("check", checked)
         require_ok(checked)

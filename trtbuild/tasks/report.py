@@ -131,7 +131,8 @@ def precision_report(sim_onnx: str | os.PathLike, config: ReportConfig, *, progr
         plot(report, outputs.path(png_path))
         return report
 
-    return run_stage("report", key, json_path, md_path, make, cfg.force)
+    return run_stage("report", key, json_path, md_path, make, cfg.force,
+                     inputs={"model": src, **{label: p for label, p in variants.items()}}, overwrite=cfg.overwrite)
 
 
 def _table_rows(report: dict) -> list[tuple]:

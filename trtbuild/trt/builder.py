@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import owned
 from ..artifacts import Outputs, StageResult, run_stage, sha256_file, write_bytes_atomic
 from ..config import BuildConfig, NmsConfig
 from ..errors import BuildError
@@ -152,7 +153,8 @@ def build(onnx: str | os.PathLike, config: BuildConfig = BuildConfig(), *, host:
     inputs, _ = io_specs(model)
     plan = plan_build(onnx, inputs, config, info, target)
     if config.nms:
-        plan.source = nms_stage(plan.source, NmsConfig(variant=config.nms, force=config.force)).output
+        plan.source = nms_stage(plan.source, NmsConfig(variant=config.nms, force=config.force,
+                                                          overwrite=config.overwrite)).output
     if plan.source != onnx:
         model = load_onnx(plan.source, check=False)
     source_sha = sha256_file(plan.source)
@@ -176,8 +178,12 @@ def build(onnx: str | os.PathLike, config: BuildConfig = BuildConfig(), *, host:
         data = memoryview(serialized)
         outputs.path(plan.engine).write_bytes(data)
         if plan.timing_cache is not None:
-            cache: trt.ITimingCache = builder_config.get_timing_cache()
-            write_bytes_atomic(plan.timing_cache, memoryview(cache.serialize()))
+            if config.overwrite or not plan.timing_cache.exists() or owned.is_ours(plan.timing_cache):
+                cache: trt.ITimingCache = builder_config.get_timing_cache()
+                write_bytes_atomic(plan.timing_cache, memoryview(cache.serialize()), config.overwrite)
+            else:  # another tool's cache (trtexec, an older TensorRT): read, never replaced behind its back
+                plan.notes.append(f"{plan.timing_cache} was not written by trtbuild: read but not updated "
+                                  "(overwrite=True replaces it)")
         seconds = time.perf_counter() - start
         if inspectable:
             layers, io = _inspect(data, plan, parsed.logger)
@@ -190,5 +196,6 @@ def build(onnx: str | os.PathLike, config: BuildConfig = BuildConfig(), *, host:
                        engine_bytes=len(data), seconds=seconds, table_sha=table_sha)
 
     # the sidecar is the report, written last: an engine without its sidecar is never taken for up to date
+    inputs = {"onnx": plan.source, **({"calibration_table": plan.calib_table} if plan.int8_source == "table" else {})}
     return run_stage("build", cache_key(plan, target, source_sha, table_sha), plan.sidecar, plan.engine, make,
-                     config.force)
+                     config.force, inputs=inputs, overwrite=config.overwrite)

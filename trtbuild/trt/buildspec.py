@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..artifacts import sha256_file
+from ..artifacts import made_from, sha256_file
 from ..config import BuildConfig
 from ..errors import InputError
 from ..iospec import IOSpec
@@ -74,6 +74,7 @@ def choose_source(onnx: Path, options: BuildConfig, trt: TensorRTInfo) -> tuple[
         typed = onnx if given == ".fp16.onnx" else layout.fp16
         if prefer_strong:
             _need(typed, "fp16", f"{trt.label} builds FP16 only from the typed ONNX")
+            _fresh(typed, onnx, "fp16")
             return typed, "strong", [], None
         src = onnx if given != ".fp16.onnx" else _plain(layout)
         return src, "weak", ["FP16"], None
@@ -92,6 +93,7 @@ def choose_source(onnx: Path, options: BuildConfig, trt: TensorRTInfo) -> tuple[
     else:
         qdq = layout.int8fb if layout.int8fb.is_file() else layout.int8
     _need(qdq, "int8", "INT8 engines are built from the Q/DQ ONNX")
+    _fresh(qdq, onnx, "int8")
     if prefer_strong:
         return qdq, "strong", [], "qdq"
     return qdq, "weak", ["FP16", "INT8"], "qdq"  # weak typing: the flags let TensorRT pick FP16/INT8 kernels
@@ -99,6 +101,17 @@ def choose_source(onnx: Path, options: BuildConfig, trt: TensorRTInfo) -> tuple[
 
 def _plain(layout: Layout) -> Path:
     return layout.sim if layout.sim.is_file() else layout.onnx
+
+
+def _fresh(artifact: Path, given: Path, precision: str) -> None:
+    """InputError unless ``artifact`` (picked beside ``given``) provably comes from ``given`` as it is now: a
+    ``NAME.fp16.onnx`` left from an earlier model of the same name is never built (lineage, ``made_from``)."""
+    if artifact == given:
+        return
+    why = made_from(artifact, given)
+    if why is not None:
+        raise InputError(f"{artifact}: not made from {given} as it is now ({why}); remake it with `trtbuild engine "
+                         f"--precision {precision}` (stages whose input changed rerun), or build that file itself")
 
 
 def _need(path: Path, precision: str, why: str) -> None:
@@ -172,6 +185,7 @@ def plan_build(onnx: Path, inputs: Sequence[IOSpec], options: BuildConfig, trt: 
         calib_table = Layout.of(onnx).calib_table
         if int8_source == "table":
             _need(calib_table, "int8", "int8_mode=table (--int8-mode table) reads the calibration table")
+            _fresh(calib_table, source, "int8")
     workspace_mb = options.workspace_mb or (DEFAULT_WORKSPACE_MB_INTEGRATED if target.integrated
                                             else DEFAULT_WORKSPACE_MB)
     out = Layout(Path(options.out_dir), options.name or model_name(onnx))

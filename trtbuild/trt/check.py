@@ -41,7 +41,7 @@ def _profile(inputs) -> dict:
 
 
 def check(onnx_path: str | os.PathLike, flavor: str = "auto", *, host: Host | None = None,
-          force: bool = False) -> StageResult:
+          force: bool = False, overwrite: bool = False) -> StageResult:
     """Parse ``onnx_path`` with ``flavor`` (``auto``: the one a build would use) and report; the report's ``ok``
     says whether a build can proceed, ``problems`` why not."""
     src = Path(onnx_path)
@@ -73,7 +73,8 @@ def check(onnx_path: str | os.PathLike, flavor: str = "auto", *, host: Host | No
                 "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in inputs],
                 **_profile(inputs), "output": str(check_path(src))}
 
-    return run_stage("check", key, check_path(src), check_path(src), make, force)
+    return run_stage("check", key, check_path(src), check_path(src), make, force, inputs={"onnx": src},
+                     overwrite=overwrite)
 
 
 def require_ok(result: StageResult) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ...artifacts import Outputs, StageResult, package_version, read_json, run_stage, sha256_file, sha256_json
-from ...config import CalibrateConfig
+from ...config import MIN_CALIB_IMAGES, CalibrateConfig
 from ...errors import FewImagesWarning, InputError
 from ...layout import Layout
 from ...onnx.graph import load_onnx
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "calibrate"
 STAGE_VERSION = 2  # 2: one-pass collector, percentile of |x|, table = Q/DQ scales
-MIN_IMAGES = 8  # fewer usable images than this: refused (ranges from a handful of images are noise)
+MIN_IMAGES = MIN_CALIB_IMAGES
 MIN_RECOMMENDED_IMAGES = 100
 _COMPANION_SUFFIXES = {".yaml", ".yml", ".json", ".md", ".cache"}
 
@@ -178,7 +178,8 @@ def calibrate(onnx_path: str | os.PathLike, config: CalibrateConfig = CalibrateC
             "ranges": {k: [lo, hi] for k, (lo, hi) in ranges.items()},
         }
 
-    return run_stage(STAGE, key, ranges_path, ranges_path, make, cfg.force)
+    return run_stage(STAGE, key, ranges_path, ranges_path, make, cfg.force, inputs={"model": src},
+                     overwrite=cfg.overwrite)
 
 
 def table_scales(model_path: Path, ranges: dict[str, tuple[float, float]]) -> dict[str, float]:

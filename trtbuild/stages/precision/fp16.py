@@ -334,4 +334,5 @@ def fp16(sim_onnx: str | os.PathLike, config: FP16Config = FP16Config()) -> Stag
                 "range_images": len(images), **graph_counts(converted), "conversion": rep.to_dict(),
                 "bytes": tmp.stat().st_size}
 
-    return run_stage("fp16", key, layout.typed_report("fp16"), out, make, cfg.force)
+    return run_stage("fp16", key, layout.typed_report("fp16"), out, make, cfg.force, inputs={"model": src},
+                     overwrite=cfg.overwrite)

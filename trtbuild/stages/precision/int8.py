@@ -58,7 +58,8 @@ def int8(sim_onnx: str | os.PathLike, ranges_json: str | os.PathLike, config: In
         return {"input": str(src), "ranges": str(ranges_json), "output": str(out), "exclude": exclude,
                 **graph_counts(quantized), "qdq": rep.to_dict(), "bytes": tmp.stat().st_size}
 
-    return run_stage("int8", key, layout.typed_report(cfg.tag), out, make, cfg.force)
+    return run_stage("int8", key, layout.typed_report(cfg.tag), out, make, cfg.force,
+                     inputs={"model": src, "ranges": ranges_json}, overwrite=cfg.overwrite)
 
 
 def qdq_tensors(sim_onnx: str | os.PathLike) -> list[str]:
