@@ -7,9 +7,11 @@ skip with the reason).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import onnx
@@ -23,7 +25,7 @@ from trtbuild.cuda.probe import CudaProbe
 from trtbuild.trt.compat import TensorRTInfo
 from trtbuild.trt.host import Host
 
-from .helpers import photo_folder, ultralytics_photos
+from .helpers import photo_folder, refused, ultralytics_photos
 
 NO_TENSORRT = Host(TensorRTInfo(False, error="not installed"), CudaProbe(error="no CUDA driver"))
 
@@ -36,15 +38,9 @@ def listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
-def refused(result, code: int, *needles: str) -> str:
-    """The one ``error:`` line of ``result`` (exit ``code``, no traceback, every needle in it)."""
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert result.exit_code == code, (result.exit_code, result.output)
-    assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    for needle in needles:
-        assert needle in errors[0], (needle, errors[0])
-    return errors[0]
+def shas_of(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +173,7 @@ def test_two_pictures_with_one_stem_are_both_kept(model, tmp_path):
     shutil.copyfile(ultralytics_photos()[1], flat / "x.png")
     res = run("infer", model, flat, "--save", tmp_path / "annotated", "--quiet")
     assert res.exit_code == 0, res.output
-    assert listing(tmp_path / "annotated") == ["x.jpg", "x_2.jpg"]
+    assert listing(tmp_path / "annotated") == [".trtbuild-files.json", "x.jpg", "x_2.jpg"]
 
 
 # ------------------------------------------------------------------------------------------------ data sets
@@ -270,10 +266,13 @@ def test_synth_never_deletes_files_it_did_not_write(tmp_path):
     (out / "images" / "val").mkdir(parents=True)
     mine = out / "images" / "val" / "zzz.jpg"
     mine.write_bytes(b"my own picture")
-    refused(run("synth", "--out", out, "--train", "0", "--val", "2", "--quiet"), 2, "zzz.jpg", "--overwrite")
-    assert mine.read_bytes() == b"my own picture" and listing(out) == ["images", "images/val", "images/val/zzz.jpg"]
-    ok = run("synth", "--out", out, "--train", "0", "--val", "2", "--quiet", "--overwrite")
-    assert ok.exit_code == 0 and not mine.exists()
+    for extra in ([], ["--overwrite"]):  # --overwrite replaces synth's own earlier files only, never this one
+        refused(run("synth", "--out", out, "--train", "0", "--val", "2", "--quiet", *extra), 2, "zzz.jpg",
+                "not written by synth", "move them away")
+        assert mine.read_bytes() == b"my own picture" and listing(out) == ["images", "images/val", "images/val/zzz.jpg"]
+    mine.unlink()
+    ok = run("synth", "--out", out, "--train", "0", "--val", "2", "--quiet")
+    assert ok.exit_code == 0 and len(list((out / "images" / "val").iterdir())) == 2
     again = run("synth", "--out", out, "--train", "0", "--val", "3", "--quiet")  # its own files: replaced silently
     assert again.exit_code == 0 and len(list((out / "images" / "val").iterdir())) == 3
 
@@ -314,7 +313,7 @@ def test_a_killed_runs_temporary_files_are_swept_by_the_next_run(tmp_path):
     res = run("export", "yolov8n.yaml", "--imgsz", "320", "--out-dir", out)
     assert res.exit_code == 0, res.output
     assert not any(p.exists() for p in stale)
-    assert sorted(p.name for p in out.iterdir()) == ["yolov8n.export.json", "yolov8n.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == [".trtbuild-files.json", "yolov8n.export.json", "yolov8n.onnx"]
 
 
 # ------------------------------------------------------------------------------------------------ first run, help
@@ -386,3 +385,101 @@ def test_progress_is_a_few_lines_in_a_log(model, tmp_path):
     bars = [line for line in text.replace("\r", "\n").splitlines() if line.startswith("calibrate:")]
     assert len(bars) <= 2, text  # 12 images, one step each: the first state, not 12 redraws
     assert any(line.startswith("calibrate ") for line in text.splitlines())
+
+
+# ------------------------------------------------------------------------------------------------ round 2 (issue 18)
+def _video(path: Path, frames: int) -> Path:
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for i in range(frames):
+        frame = np.full((240, 320, 3), 8 * i, np.uint8)
+        cv2.putText(frame, str(i), (40, 160), cv2.FONT_HERSHEY_SIMPLEX, 4, (255, 255, 255), 6)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_a_damaged_video_says_which_frames_it_lost(model, tmp_path):
+    """A video cut short (the file truncated after ~40 % of its bytes) is reported, never silently shortened."""
+    whole = _video(tmp_path / "whole.avi", 20)
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.4)])
+    res = run("infer", model, cut, "--json", tmp_path / "d.jsonl", "--quiet")
+    assert res.exit_code == 0, res.output
+    read = len((tmp_path / "d.jsonl").read_text().splitlines())
+    assert 0 < read < 20
+    assert f"skipped {cut}: frames {read}-19 could not be read: the file declares 20 frames" in res.output
+    assert f"infer     {read} frame(s)" in res.output
+    ok = run("infer", model, whole, "--json", tmp_path / "w.jsonl", "--quiet")
+    assert "could not be read" not in ok.output and "infer     20 frame(s)" in ok.output
+
+
+@pytest.fixture(scope="module")
+def dynamic_model(tmp_path_factory) -> Path:
+    from trtbuild.config import ExportConfig
+    from trtbuild.stages.export import export
+
+    return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic=True,
+                                               out_dir=tmp_path_factory.mktemp("dyn"))).output
+
+
+def test_a_batch_beyond_this_hosts_memory_is_one_line(dynamic_model, tmp_path):
+    refused(run("infer", dynamic_model, ultralytics_photos()[0], "--batch", "100000"), 2, "--batch 100000",
+            "inputs for", "needs 114.4 GB of memory, this host has", "use a smaller batch")
+    refused(run("bench", dynamic_model, "--batch", "1,100000", "--out-dir", tmp_path / "b"), 2, "--batch 100000")
+    assert listing(tmp_path) == []
+    assert run("infer", dynamic_model, ultralytics_photos()[0], "--batch", "64").exit_code == 0  # what fits runs
+
+
+def test_calibrate_num_below_the_minimum_is_refused_like_a_small_folder(model, tmp_path):
+    before = listing(model.parent)
+    folder = photo_folder(tmp_path / "photos")
+    refused(run("calibrate", model, "--images", folder, "--num", "3"), 2, "--num 3", "at least 8 images")
+    refused(run("engine", "--model", "yolov8n.yaml", "--calib-num", "5", "--out-dir", tmp_path / "e"), 2,
+            "--calib-num 5", "at least 8 images")
+    assert listing(model.parent) == before and not (tmp_path / "e").exists()
+
+
+def test_bench_of_a_static_model_at_another_batch_measures_nothing_and_writes_nothing(model, tmp_path):
+    refused(run("bench", model, "--batch", "4", "--out-dir", tmp_path / "b", "--iters", "1"), 2, "--batch 4",
+            "takes batch 1 only", "nothing of it would be measured", "--dynamic")
+    assert listing(tmp_path) == []
+
+
+def test_inspect_of_an_onnx_says_what_inspect_reads(model):
+    refused(run("inspect", model), 2, f"{model}: an ONNX model, not an engine", f"trtbuild build {model}",
+            f"trtbuild check {model}")
+
+
+def test_a_sidecar_that_is_not_json_is_not_called_missing(tmp_path):
+    engine = tmp_path / "m.fp16.engine"
+    engine.write_bytes(b"\0" * 64)
+    (tmp_path / "m.fp16.engine.json").write_text('{"engine": "m.fp16.engine", ')  # cut short
+    before = shas_of(tmp_path)
+    refused(run("deploy", "triton", engine, "--out", tmp_path / "repo"), 2, "m.fp16.engine.json",
+            "not readable JSON", "--force")
+    assert shas_of(tmp_path) == before
+
+
+def test_export_of_another_model_family_is_the_supports_line(tmp_path):
+    refused(run("export", "rtdetr-l.yaml", "--out-dir", tmp_path / "o"), 2, "an RT-DETR model",
+            "trtbuild supports these tasks: detect")
+    assert listing(tmp_path) == []
+
+
+def test_nested_progress_bars_write_plain_lines_into_a_log(tmp_path):
+    code = ("from trtbuild.console import progress_bar\n"
+            "outer = progress_bar(total=2, desc='outer', mininterval=0, maxinterval=0)\n"
+            "for _ in range(2):\n"
+            "    inner = progress_bar(total=3, desc='inner', mininterval=0, maxinterval=0)\n"
+            "    for _ in range(3): inner.update()\n"
+            "    inner.close(); outer.update()\n"
+            "outer.close()\n")
+    with open(tmp_path / "log.txt", "w") as log:
+        subprocess.run([sys.executable, "-c", code], stderr=log, check=True)
+    text = (tmp_path / "log.txt").read_text()
+    assert "\x1b" not in text and "\r" not in text, repr(text)
+    lines = text.splitlines()
+    assert sum(ln.startswith("inner:") for ln in lines) == 8 and sum(ln.startswith("outer:") for ln in lines) == 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -21,6 +22,7 @@ from trtbuild.config import BuildConfig, CalibrateConfig, ExportConfig, FP16Conf
 from trtbuild.cuda.probe import CudaProbe
 from trtbuild.errors import BuildError, InputError
 from trtbuild.layout import layers_path, sidecar_path
+from trtbuild.owned import NotOursError
 from trtbuild.stages.export import export
 from trtbuild.stages.precision.calibrate import calibrate
 from trtbuild.stages.precision.fp16 import fp16
@@ -127,11 +129,24 @@ def test_second_build_is_a_noop_and_an_edited_engine_is_rebuilt(reference, host,
     data = bytearray(first.output.read_bytes())
     data[-1] ^= 0xFF  # same size, other bytes: the hash rule, not the size rule
     first.output.write_bytes(bytes(data))
-    rebuilt = build(reference, config, host=host, progress=False)
+    with pytest.raises(NotOursError, match="changed since trtbuild wrote it"):  # not up to date, and not its own
+        build(reference, config, host=host, progress=False)
+    assert first.output.read_bytes() == bytes(data)
+    rebuilt = build(reference, replace(config, overwrite=True), host=host, progress=False)
     assert not rebuilt.skipped and rebuilt.output.read_bytes() != bytes(data)
     other = build(reference, BuildConfig(precision="fp16", flavor="rtx", target_cc="8.6", out_dir=tmp_path),
                   host=host, progress=False)
     assert not other.skipped and other.report["key"] != first.report["key"]  # targets are part of the key
+
+
+def test_inspect_of_an_rtx_engine_on_a_cpu_host_says_where_it_can_be_read(reference, host, tmp_path):
+    engine = build(reference, BuildConfig(precision="fp32", flavor="rtx", out_dir=tmp_path), host=host,
+                   progress=False).output
+    res = run_cli(["inspect", engine], host)
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "a TensorRT-RTX engine, built ahead of time with no GPU" in lines[0] and "on an RTX GPU" in lines[0]
+    assert f"trtbuild check {reference}" in lines[0] and "--force" not in lines[0]  # a rebuild would not help
 
 
 @pytest.mark.parametrize("args, needle", [

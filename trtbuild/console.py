@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 from typing import Iterator, Sequence
 
 
 QUIET_INTERVAL = 30.0  # seconds between progress updates when stderr is not a terminal (a log file, CI)
+
+
+class LogLines:
+    """tqdm's output made fit for a log file: each update a line of its own, without the carriage returns and the
+    cursor moves (``ESC[A``) tqdm uses to redraw nested bars in place on a terminal."""
+
+    _ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        for part in self._ESCAPES.sub("", text).replace("\n", "\r").split("\r"):
+            if part.strip():
+                self.stream.write(part.rstrip() + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def progress_bar(iterable=None, **kwargs):
@@ -22,6 +41,7 @@ def progress_bar(iterable=None, **kwargs):
     except (AttributeError, ValueError):
         interactive = False
     if not interactive:
+        kwargs.setdefault("file", LogLines(sys.stderr))
         kwargs.setdefault("mininterval", QUIET_INTERVAL)
         kwargs.setdefault("maxinterval", QUIET_INTERVAL * 4)
         kwargs.setdefault("ncols", 100)

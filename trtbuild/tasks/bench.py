@@ -28,7 +28,7 @@ from ..runtime.open import open_runner
 from ..trt.host import Host
 from ..vision.batch import cycle_batch
 from ..vision.io import list_images, read_image
-from .predictor import Predictor
+from .predictor import Predictor, check_batch_memory
 
 STAGES = ("preprocess", "h2d", "compute", "d2h", "other", "postprocess")
 
@@ -187,6 +187,12 @@ def run_bench(models: Sequence[str | os.PathLike], batches: list[int] | None = N
             batches = sorted({1} | {r.static_batch for r in runners if r.static_batch})
         if not batches or any(b < 1 for b in batches):
             raise InputError(f"batches={batches}: batch sizes must be positive integers", param="batches")
+        for m, r in zip(models, runners):
+            if r.static_batch and r.static_batch not in batches:
+                raise InputError(f"batches={','.join(map(str, batches))}: {m} takes batch {r.static_batch} only "
+                                 f"(static), so nothing of it would be measured; add batch {r.static_batch}, or "
+                                 "export with a dynamic batch (trtbuild export --dynamic)", param="batches")
+            check_batch_memory(max(batches), r.info.run_hw(imgsz), m)  # before minutes of measuring
         for path, label, runner in zip(models, _labels(models), runners):
             pred = Predictor(runner, conf=conf, iou=iou, imgsz=imgsz, gpu_preprocess=gpu_preprocess)
             spec = runner.input_specs[0]
@@ -212,6 +218,8 @@ def run_bench(models: Sequence[str | os.PathLike], batches: list[int] | None = N
                     res = {"batch": b, "status": "skipped", "reason": str(exc)}
                 entry["results"].append(res)
             entries.append(entry)
+            if not any(r["status"] == "ok" for r in entry["results"]):
+                raise InputError(f"{path}: no batch size could be measured ({entry['results'][0]['reason']})")
     finally:
         for r in runners:
             r.close()

@@ -7,11 +7,14 @@ GPU straight into its input buffer; any other gets the CPU letterbox into a reus
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..console import human_bytes
+from ..errors import InputError
 from ..runtime.base import Runner, backend_seconds
 from ..vision.batch import pad_batch
 from ..vision.decode import Detections, postprocess, postprocess_end2end
@@ -43,6 +46,19 @@ class BatchRun:
     backend_ms: dict[str, float] | None
 
 
+def check_batch_memory(batch: int, hw: tuple[int, int], model) -> None:
+    """InputError when one batch of letterboxed inputs alone would take more than half of this host's memory."""
+    need = batch * 3 * hw[0] * hw[1] * 4
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > total // 2:
+        raise InputError(f"batch={batch}: one batch of {hw[0]}x{hw[1]} inputs for {model} needs {human_bytes(need)} "
+                         f"of memory, this host has {human_bytes(total)}; use a smaller batch (e.g. 8-32)",
+                         param="batch")
+
+
 class Predictor:
     """Run detection on BGR images with a ``Runner``; thresholds default to ultralytics' predict defaults."""
 
@@ -70,7 +86,8 @@ class Predictor:
         self.multi_label, self.agnostic = multi_label, agnostic
         self.gpu_preprocess = gpu_preprocess and runner.takes_frames
         self.times = StageTimes()
-        self._buffer = np.empty((self.batch, 3, *self.imgsz), np.float32)
+        check_batch_memory(self.batch, self.imgsz, runner.path)
+        self._buffer = np.empty((0, 3, *self.imgsz), np.float32)  # grown to the largest chunk actually run
 
     def predict(self, images: list[np.ndarray]) -> list[Detections]:
         """Detections for each image (BGR uint8 HWC), in original pixel coordinates."""

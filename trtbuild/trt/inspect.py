@@ -21,13 +21,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..artifacts import atomic_path, read_json, sha256_file
+from ..artifacts import atomic_path, sha256_file
 from ..console import table
 from ..errors import InputError
-from ..layout import engine_of_layers, layers_path, sidecar_path
+from ..layout import engine_of_layers, layers_path
 from ..onnx.graph import load_onnx
 from .engine_file import inspector_json
-from .host import Host
+from .host import Host, probe_host
+from .sidecar import read_sidecar
 
 LAYOUT_10, LAYOUT_11, LAYOUT_NAMES = "10.x", "11.x", "names-only"
 REBUILD_HINT = ("rebuild the engine with detailed profiling verbosity (`trtbuild build MODEL.onnx --force` does; "
@@ -221,12 +222,24 @@ def _load_input(path: Path, host: Host | None) -> tuple[str, Path, Path | None]:
         if not path.is_file():
             raise InputError(f"{path}: no such file; pass an engine's .layers.json or the .engine itself")
         return _read_text(path), path, engine_of_layers(path)
+    if path.suffix.lower() == ".onnx":
+        raise InputError(f"{path}: an ONNX model, not an engine; inspect reads an engine (or its .layers.json): build "
+                         f"one with `trtbuild build {path}`, or see what TensorRT makes of the ONNX with "
+                         f"`trtbuild check {path}`")
     layers_file = layers_path(path)
     if layers_file.is_file():
         return _read_text(layers_file), layers_file, path
     if not path.is_file():
         raise InputError(f"{path}: no such engine and no {layers_file.name} beside it; build one with "
                          "`trtbuild build MODEL.onnx`")
+    meta = read_sidecar(path)
+    host = host or probe_host()
+    if meta and meta.get("flavor") == "rtx" and host.gpu is None:
+        source = os.path.normpath(path.parent / meta["source_onnx"]) if meta.get("source_onnx") else "MODEL.onnx"
+        raise InputError(f"{path}: a TensorRT-RTX engine, built ahead of time with no GPU, so without "
+                         f"{layers_file.name}; its layers can be read only where it can be deserialized, on an RTX GPU "
+                         f"(run inspect there). Here, `trtbuild check {source}` shows the layers "
+                         "TensorRT-RTX parsed")
     return inspector_json(path, host), path, path  # needs TensorRT: DependencyMissingError without it
 
 
@@ -236,7 +249,7 @@ def _onnx_node_names(path: Path) -> list[str]:
 
 def _source_onnx(engine: Path | None, notes: list[str]) -> Path | None:
     """The ONNX the engine was built from, per its sidecar, when that file still exists unchanged."""
-    meta = read_json(sidecar_path(engine)) if engine is not None else None
+    meta = read_sidecar(engine) if engine is not None else None
     if not meta or not meta.get("source_onnx"):
         return None
     src = Path(os.path.normpath(engine.parent / meta["source_onnx"]))  # absolute source_onnx stays as is
@@ -320,7 +333,7 @@ def format_markdown(report: dict, top: int | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def plot_histogram(report: dict, path: str | Path) -> Path:
+def plot_histogram(report: dict, path: str | Path, overwrite: bool = False) -> Path:
     """Bar chart of engine layers per precision (PNG, written atomically)."""
     import matplotlib
 
@@ -335,7 +348,7 @@ def plot_histogram(report: dict, path: str | Path) -> Path:
     ax.set_ylabel("engine layers")
     ax.set_title(_short(report["headline"], 70), fontsize=10)
     ax.grid(axis="y", alpha=0.3, zorder=0)
-    with atomic_path(path, suffix=".png") as tmp:
+    with atomic_path(path, suffix=".png", overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return Path(path)

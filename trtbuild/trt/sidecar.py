@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..artifacts import read_json, sha256_json
 from ..config import BuildConfig
-from ..errors import EngineMismatchError
+from ..errors import EngineMismatchError, InputError
 from ..iospec import IOSpec
 from ..layout import Layout, model_name, sidecar_path
 from ..onnx.graph import parse_literal
@@ -167,4 +167,10 @@ def rebuild_command(engine: Path, meta: Mapping) -> str:
 
 
 def read_sidecar(engine: str | Path) -> dict | None:
-    return read_json(sidecar_path(engine))
+    """The sidecar of ``engine``; None when there is none, InputError when there is one that is not JSON."""
+    path = sidecar_path(engine)
+    meta = read_json(path)
+    if meta is None and path.exists():
+        raise InputError(f"{path}: the sidecar of {Path(engine).name} is not readable JSON (damaged or edited); "
+                         f"rebuild the engine with `trtbuild build … --force` to rewrite both")
+    return meta

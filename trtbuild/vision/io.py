@@ -56,13 +56,16 @@ def encode_png(frame: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def iter_video(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
-    """Frames of a video as ``("<path>#<frame index>", frame)``; InputError if it cannot be opened."""
+def iter_video(path: str | Path, on_skip: SkipCallback | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """Frames of a video as ``("<path>#<frame index>", frame)``; InputError if it cannot be opened. A video that
+    ends before the frame count its container declares (damaged or truncated) is reported to
+    ``on_skip(path, reason)`` after its last readable frame, never cut short silently."""
     path = Path(path)
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
             raise InputError(f"cannot open video {path}: not a video OpenCV can decode")
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         index = 0
         while True:
             ok, frame = cap.read()
@@ -74,6 +77,9 @@ def iter_video(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
             index += 1
         if index == 0:
             raise InputError(f"video {path} has no readable frames")
+        if index < declared and on_skip is not None:
+            on_skip(path, f"frames {index}-{declared - 1} could not be read: the file declares {declared} frames and "
+                          f"decoding stopped after {index} (damaged or truncated video)")
     finally:
         cap.release()
 
@@ -84,7 +90,8 @@ def is_image(path: str | Path) -> bool:
 
 
 def list_images(folder: str | Path, recursive: bool = False, on_skip: SkipCallback | None = None) -> list[Path]:
-    """Image files in ``folder`` (``recursive``: and below it; hidden files and folders left out), sorted by path
+    """Image files in ``folder`` (``recursive``: and below it; hidden files and folders, trtbuild's record of the
+    files it wrote among them, left out), sorted by path
     relative to ``folder``; other files go to ``on_skip(path, reason)``. May be empty: callers say what to do."""
     folder = Path(folder)
     if recursive:
@@ -93,7 +100,7 @@ def list_images(folder: str | Path, recursive: bool = False, on_skip: SkipCallba
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             files += [Path(root) / n for n in names if not n.startswith(".")]
     else:
-        files = [p for p in folder.iterdir() if not p.is_dir()]
+        files = [p for p in folder.iterdir() if not p.is_dir() and not p.name.startswith(".")]
     files.sort(key=lambda p: p.relative_to(folder).as_posix())
     images = []
     for p in files:
@@ -138,7 +145,7 @@ def iter_sources(path: str | Path, on_skip: SkipCallback | None = None) -> Itera
             raise InputError(f"cannot read image {path}: the file is unreadable or not a valid image")
         yield str(path), img
     elif suffix in VIDEO_SUFFIXES:
-        yield from iter_video(path)
+        yield from iter_video(path, on_skip)
     else:
         raise InputError(
             f"input {path} is neither an image ({', '.join(sorted(IMAGE_SUFFIXES))}) "
