@@ -88,7 +88,8 @@ def cpp_build(tmp_path_factory):
     t0 = time.perf_counter()
     configured = _configure(CPP, build_dir)
     _check(["cmake", "--build", build_dir, "-j", "2"])
-    return {"dir": build_dir, "configure": configured.stdout, "seconds": time.perf_counter() - t0}
+    return {"dir": build_dir, "configure": configured.stdout, "seconds": time.perf_counter() - t0,
+            "detector": "building trtbuild::detector" in configured.stdout}
 
 
 @pytest.fixture(scope="session")
@@ -98,10 +99,12 @@ def tool(cpp_build) -> Path:
 
 def test_cmake_builds_prepost_and_the_cpu_tool_and_says_why_not_the_detector(cpp_build, tool, record_property):
     assert (cpp_build["dir"] / "libtrtbuild_prepost.a").is_file() and os.access(tool, os.X_OK)
-    # no TensorRT library on this host: the detector is skipped with the reason, never half-built
-    assert "TensorRT (NvInfer.h and libnvinfer; set TENSORRT_ROOT" in cpp_build["configure"]
-    assert "building trtbuild::prepost and trtbuild-postprocess only" in cpp_build["configure"]
-    assert not (cpp_build["dir"] / "trtbuild-detect").exists()
+    if cpp_build["detector"]:  # a TensorRT host: the detector and its tool are built too
+        assert (cpp_build["dir"] / "trtbuild-detect").is_file()
+    else:  # no TensorRT library (this CI host): the detector is skipped with the reason, never half-built
+        assert "TensorRT (NvInfer.h and libnvinfer; set TENSORRT_ROOT" in cpp_build["configure"]
+        assert "building trtbuild::prepost and trtbuild-postprocess only" in cpp_build["configure"]
+        assert not (cpp_build["dir"] / "trtbuild-detect").exists()
     res = _check([tool, "--help"])
     assert res.stdout.startswith("Usage: trtbuild-postprocess ENGINE SOURCE")
     record_property("figures", f"CMake configure + build of trtbuild::prepost: {cpp_build['seconds']:.1f} s")
@@ -387,11 +390,15 @@ def test_installed_package_links_into_an_application(cpp_build, reference, tmp_p
     _check(["cmake", "--install", cpp_build["dir"], "--prefix", prefix])
     assert (prefix / "lib" / "cmake" / "trtbuild" / "trtbuildConfig.cmake").is_file()
     assert (prefix / "include" / "trtbuild" / "letterbox.hpp").is_file()
-    assert not (prefix / "include" / "trtbuild" / "detector.hpp").exists()  # not built here: not installed
+    # installed exactly where it was built (a TensorRT host)
+    assert (prefix / "include" / "trtbuild" / "detector.hpp").exists() == cpp_build["detector"]
     app = tmp_path / "app"
     _configure(CPP / "examples" / "consumer", app, f"-DCMAKE_PREFIX_PATH={prefix}")
     _check(["cmake", "--build", app])
     photo = ultralytics_photos()[1]
+    if cpp_build["detector"]:  # linked against trtbuild::detector; running it needs a standard engine (the trt test)
+        assert os.access(app / "consumer", os.X_OK)
+        return
     res = _check([app / "consumer", reference["engine"], photo])
     info = letterbox(cv2.imread(str(photo)), 640)[1]
     assert res.stdout.split() == ["classes", "8", "input", "images", "640x640", "unpad",
@@ -517,3 +524,55 @@ def test_compile_check_fails_on_calls_a_release_lacks(check_root, tmp_path, reco
             else:
                 assert res.returncode != 0 and expect[version] in res.stderr, f"{what} vs {version}: {res.stderr}"
     record_property("figures", "compile check bites:\n    " + "\n    ".join(seen))
+
+
+# ---- on a TensorRT GPU host (marker trt: skipped here, no TensorRT library or GPU) --------------------------------
+
+@pytest.mark.trt
+def test_detector_on_a_tensorrt_host_equals_trtbuild_infer(cpp_build, shapes_onnx, photos, tmp_path, record_property):
+    """trtbuild-detect (the C++ Detector, CPU letterbox into pinned memory) against trtbuild's Python runtime with its
+    CPU letterbox, on a standard FP16 engine of the reference model; also with a CUDA graph. Needs TensorRT's C++
+    headers and libraries (TENSORRT_ROOT if they are not in the system paths) besides the Python module."""
+    from trtbuild.tasks.predictor import Predictor
+
+    if not cpp_build["detector"]:
+        pytest.skip("TensorRT's C++ headers/libraries were not found by CMake: set TENSORRT_ROOT")
+    shutil.copy(shapes_onnx, tmp_path / "shapes.onnx")
+    engine = build(simplify(tmp_path / "shapes.onnx").output, BuildConfig(precision="fp16", out_dir=tmp_path),
+                   progress=False).output
+    py = []
+    with open_runner(engine) as runner:
+        predictor = Predictor(runner, gpu_preprocess=False)
+        for path, frame in iter_sources(photos):
+            py.append({"path": path, "width": frame.shape[1], "height": frame.shape[0],
+                       "detections": predictor.predict([frame])[0].to_list(predictor.names)})
+    for extra in ([], ["--cuda-graph"]):
+        res = _check([cpp_build["dir"] / "trtbuild-detect", engine, photos, *extra])
+        fig = _compare([json.loads(line) for line in res.stdout.splitlines()], py)
+        record_property("figures", _figures_text(f"trtbuild-detect {' '.join(extra)} vs Python runtime", fig) +
+                        f"; {res.stderr.strip().splitlines()[-1]}")
+        assert fig["count_equal"] == fig["frames"] and fig["max_box"] <= BOX_TOL and fig["max_score"] <= SCORE_TOL
+
+
+def test_docs_name_real_tool_flags_and_make_variables():
+    """Every trtbuild-detect / trtbuild-postprocess line of docs/cpp.md uses flags its tool's usage text lists, and
+    every `make cpp` line variables the Makefile's cpp target reads."""
+    docs = (REPO / "docs" / "cpp.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", docs, re.S)
+    lines = [ln.split(" #")[0].strip() for block in blocks for ln in block.splitlines()]
+    makefile = (REPO / "Makefile").read_text()
+    checked = 0
+    for line in lines:
+        tool = re.match(r"\S*(trtbuild-(?:detect|postprocess)) ", line)
+        if tool:
+            source = (CPP / "tools" / f"{tool.group(1).replace('-', '_')}.cpp").read_text()
+            usage = source.split('R"(')[1].split(')"')[0]
+            for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", line):
+                assert re.search(rf"(?<![\w-]){flag}\b", usage), (line, flag)
+            checked += 1
+        elif line.startswith("make cpp"):
+            recipe = makefile.split("\ncpp:")[1].split("\n\n")[0]
+            for var in re.findall(r"([A-Z_]+)=", line):  # STRICT reaches the recipe as STRICT_FLAG
+                assert f"$({var})" in recipe or f"$({var}_FLAG)" in recipe, (line, var)
+            checked += 1
+    assert checked >= 7, checked
