@@ -205,6 +205,10 @@ struct Detector::Impl {
       }
     }
     setBatch(batch);  // the largest shape this Detector runs: buffers are sized for it, once
+    if (output_shape.size() != 3) {
+      throw Error(what() + ": output \"" + s.output().name + "\" is " + shapeText(output_shape) +
+                  ", not [B, 4+nc, A] (raw head) or [B, K, 6] (end-to-end); pass a trtbuild YOLOv8 detect engine");
+    }
     const auto floats = [](const std::vector<std::int64_t>& dims) {
       std::size_t n = 1;
       for (auto d : dims) n *= static_cast<std::size_t>(d);
