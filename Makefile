@@ -20,7 +20,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.trtbuild-installed
 STRICT_FLAG := $(if $(filter 1 yes true,$(STRICT)),--strict,)
 
-.PHONY: help install triton-kit engine test bench bench-precision modelopt-venv data calib eval clean distclean
+.PHONY: help install triton-kit engine test bench bench-precision modelopt-venv data calib eval cpp clean distclean
 
 help:
 	@echo "make engine   export → simplify → precision → engines (TensorRT on a GPU host, TensorRT-RTX anywhere)"
@@ -31,6 +31,7 @@ help:
 	@echo "make data     generate the reference model's synthetic val split into DATA=$(DATA)"
 	@echo "make eval     mAP of the simplified ONNX of MODEL on DATA (runs make engine and make data first)"
 	@echo "make triton-kit  tritonserver 2.51 (nvidia-pytriton wheel) into $(VENV)/triton (make install does it)"
+	@echo "make cpp      the C++ library (docs/cpp.md) into $(CPP_BUILD); the detector where TensorRT is found"
 	@echo "make clean    delete what trtbuild wrote in $(OUT_DIR)/ (trtbuild clean; your own files there stay)"
 	@echo "variables: MODEL IMGSZ BATCH PRECISION (fp32|fp16|int8|all) CALIB CALIB_METHOD STRICT=1 OUT_DIR DATA"
 	@echo "           EVAL_LIMIT (images of DATA the budget and the report evaluate; 250)"
@@ -110,6 +111,19 @@ data: $(DATA)/data.yaml
 
 eval: engine data
 	$(BIN)/trtbuild eval $(OUT_DIR)/$(NAME).sim.onnx --data $(DATA) --report $(OUT_DIR)/$(NAME).eval.json
+
+# The C++ library (cpp/, docs/cpp.md): trtbuild::prepost and trtbuild-postprocess everywhere; trtbuild::detector and
+# trtbuild-detect where TensorRT is found (TENSORRT_ROOT=/path/to/TensorRT if it is not in the system paths; with
+# STRICT=1 its absence is an error). CPP_PREFIX=/some/prefix also installs it there for find_package(trtbuild).
+CPP_BUILD ?= build/cpp
+CPP_PREFIX ?=
+TENSORRT_ROOT ?=
+cpp:
+	@command -v cmake >/dev/null || { echo "make cpp: cmake is not installed (apt-get install cmake g++ libopencv-dev nlohmann-json3-dev)" >&2; exit 1; }
+	cmake -S cpp -B $(CPP_BUILD) -DCMAKE_BUILD_TYPE=Release $(if $(TENSORRT_ROOT),-DTENSORRT_ROOT=$(TENSORRT_ROOT)) \
+		-DTRTBUILD_REQUIRE_TENSORRT=$(if $(STRICT_FLAG),ON,OFF)
+	cmake --build $(CPP_BUILD) -j $(shell nproc 2>/dev/null || echo 2)
+	$(if $(CPP_PREFIX),cmake --install $(CPP_BUILD) --prefix $(CPP_PREFIX))
 
 # only what trtbuild wrote (its records in each folder), while unchanged: a file of yours in engines/ stays
 clean:

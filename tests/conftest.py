@@ -130,3 +130,14 @@ def ctx():
     from trtbuild.cuda.context import default_context
 
     return default_context()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Figures a test recorded with ``record_property("figures", text)`` (e.g. the C++ parity), after the run."""
+    lines = [f"{rep.nodeid}: {value}" for reports in terminalreporter.stats.values() for rep in reports
+             if getattr(rep, "when", None) == "call" for key, value in getattr(rep, "user_properties", ())
+             if key == "figures"]
+    if lines:
+        terminalreporter.section("recorded figures")
+        for line in lines:
+            terminalreporter.write_line(line)
