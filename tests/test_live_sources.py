@@ -162,8 +162,9 @@ def test_killed_server_fails_read_at_once_and_a_new_capture_reads_after_restart(
     assert t_fail < 5.0 and t_again < 1.0, (t_fail, t_again)
     assert after_kill <= 3, after_kill
     assert t_first < 10.0, t_first
-    figures(record_property, f"kill -9 of the server ({transport}): read() False after {t_fail:.2f} s ({after_kill} buffered "
-                             f"frames first), again {t_again:.2f} s; restart {t_restart:.2f} s, new capture "
+    figures(record_property, f"kill -9 of the server ({transport}): read() False after {t_fail:.2f} s "
+                             f"({after_kill} buffered frames first), again {t_again:.2f} s; restart "
+                             f"{t_restart:.2f} s, new capture "
                              f"open {t_open:.2f} s, first frame {t_first:.2f} s after the restart began")
 
 
