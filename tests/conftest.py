@@ -1,4 +1,4 @@
-"""Shared fixtures and the skip rules for the ``gpu`` and ``trt`` markers."""
+"""Shared fixtures and the skip rules for the ``gpu``, ``trt``, ``rtx``, ``triton`` and ``live`` markers."""
 
 from __future__ import annotations
 
@@ -50,15 +50,21 @@ def _missing_triton_reason() -> str | None:
     return None
 
 
+def _missing_live_reason() -> str | None:
+    from .live import missing_rtsp_reason
+
+    return missing_rtsp_reason()
+
+
 def pytest_collection_modifyitems(config, items):
     reasons = None
     for item in items:
-        wanted = [m for m in ("trt", "gpu", "rtx", "triton") if m in item.keywords]
+        wanted = [m for m in ("trt", "gpu", "rtx", "triton", "live") if m in item.keywords]
         if not wanted:
             continue
         if reasons is None:
             reasons = {"gpu": _missing_gpu_reason(), "trt": _missing_trt_reason(), "rtx": _missing_rtx_reason(),
-                       "triton": _missing_triton_reason()}
+                       "triton": _missing_triton_reason(), "live": _missing_live_reason()}
         reason = next((reasons[m] for m in wanted if reasons[m]), None)
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
@@ -122,6 +128,39 @@ def images():
         import cv2
 
         return {p.name: cv2.imread(str(p)) for p in skimage_photos()}
+
+
+@pytest.fixture(scope="session")
+def _rtsp_server_session():
+    """One real RTSP server (tests/live/rtsp_server.py) for the session; skipped where GStreamer is missing."""
+    from .live import RtspServer, RtspUnavailable
+
+    server = RtspServer()
+    try:
+        server.start()
+    except RtspUnavailable as exc:
+        pytest.skip(str(exc))
+    with server:  # SIGTERM at the end, log removed
+        yield server
+
+
+@pytest.fixture
+def rtsp_server(_rtsp_server_session):
+    """The session's running :class:`tests.live.RtspServer` (mounts /live, /fast, /stall; ``url(mount)``,
+    ``kill()``, ``restart()``): restarted on its port first if an earlier test killed it and left it down."""
+    return _rtsp_server_session.ensure_running()
+
+
+@pytest.fixture(scope="session")
+def http_video(tmp_path_factory):
+    """A :class:`tests.live.VideoSet`: clip.mp4 / clip.avi (60 frames, 30 fps, 640x360, frame numbers drawn in)
+    and their truncated halves cut.mp4 / cut.avi, served on ``http_video.url(name)`` by a loopback HTTP server."""
+    from .live import HttpFileServer, VideoSet, make_video_set
+
+    root = tmp_path_factory.mktemp("http-video")
+    make_video_set(root, frames=60, fps=30.0, size=(640, 360))
+    with HttpFileServer(root) as http:
+        yield VideoSet(root=root, http=http, frames=60, fps=30.0, size=(640, 360))
 
 
 @pytest.fixture(scope="session")
