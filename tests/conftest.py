@@ -106,6 +106,17 @@ def shapes_onnx(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def shapes_dynamic_onnx(tmp_path_factory):
+    """The reference model exported at 320×320 with a dynamic batch axis (real detections on shapes and photos),
+    once per session: NMS graphs, the streaming pipeline's cross-stream batches."""
+    from trtbuild.config import ExportConfig
+    from trtbuild.stages.export import export
+
+    out = tmp_path_factory.mktemp("shapes-dynamic")
+    return export(SHAPES_MODEL, ExportConfig(imgsz=(320, 320), dynamic=True, out_dir=out, name="dyn")).output
+
+
+@pytest.fixture(scope="session")
 def shapes_val_data(tmp_path_factory):
     """data.yaml of a synthetic shapes data set with only a val split (SHAPES_VAL_IMAGES images, seed 0).
 

@@ -427,7 +427,7 @@ def dynamic_model(tmp_path_factory) -> Path:
 
 def test_a_batch_beyond_this_hosts_memory_is_one_line(dynamic_model, tmp_path):
     refused(run("infer", dynamic_model, ultralytics_photos()[0], "--batch", "100000"), 2, "--batch 100000",
-            "inputs for", "needs 114.4 GB of memory, this host has", "use a smaller batch")
+            "inputs for", "of memory, this host has", "use a smaller batch")
     refused(run("bench", dynamic_model, "--batch", "1,100000", "--out-dir", tmp_path / "b"), 2, "--batch 100000")
     assert listing(tmp_path) == []
     assert run("infer", dynamic_model, ultralytics_photos()[0], "--batch", "64").exit_code == 0  # what fits runs

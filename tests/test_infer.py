@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -149,7 +150,8 @@ def test_json_lines_format(shapes_onnx, synth_dir, tmp_path):
     assert [Path(r["path"]).name for r in records] == sorted(labels)
     found = total = 0
     for rec in records:
-        assert set(rec) == {"path", "width", "height", "detections"}
+        assert set(rec) == {"path", "width", "height", "detections", "stream", "captured", "latency_ms"}
+        assert rec["stream"] == 0 and rec["latency_ms"] > 0 and abs(rec["captured"] - time.time()) < 600
         img = cv2.imread(rec["path"])
         assert (rec["height"], rec["width"]) == img.shape[:2]
         scores = [d["score"] for d in rec["detections"]]
@@ -244,15 +246,25 @@ def test_video_frames(shapes_onnx, tmp_path):
     assert records[0]["detections"]  # the shapes are found in the frames
     assert all(r["detections"] == records[0]["detections"] for r in records)  # identical frames, same result
     save = tmp_path / "frames"
-    _run_json(shapes_onnx, video, tmp_path / "d2.jsonl", "--save", save)
-    assert sorted(p.name for p in save.iterdir()) == [".trtbuild-files.json"] + [f"clip_{i:06d}.jpg" for i in range(5)]
+    saved = _run_json(shapes_onnx, video, tmp_path / "d2.jsonl", "--save", save)
+    assert sorted(p.name for p in save.iterdir()) == [".trtbuild-files.json", "clip.mp4"]  # one video per stream
+    assert {r["saved"] for r in saved} == {str(save / "clip.mp4")}
+    cap = cv2.VideoCapture(str(save / "clip.mp4"))
+    annotated = []
+    while (got := cap.read())[0]:
+        annotated.append(got[1])
+    assert len(annotated) == 5 and annotated[0].shape == (480, 640, 3)
+    assert np.abs(annotated[0].astype(int) - img.astype(int)).mean() > 0.5  # the boxes are drawn on it
 
 
 def test_stdout_without_json(shapes_onnx, synth_dir, tmp_path):
     res = _cli("infer", shapes_onnx, synth_dir[0], "--quiet")
     assert res.exit_code == 0, res.output
     printed = [json.loads(line) for line in res.stdout.splitlines()]
-    assert printed == _run_json(shapes_onnx, synth_dir[0], tmp_path / "d.jsonl")
+    timing = ("captured", "latency_ms")  # when each frame was taken and how long it took: differ run to run
+    assert [{k: v for k, v in r.items() if k not in timing} for r in printed] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in _run_json(shapes_onnx, synth_dir[0],
+                                                                             tmp_path / "d.jsonl")]
     assert len(printed) == len(synth_dir[1])
     assert f"{len(printed)} image(s)" in res.stderr  # the summary goes to stderr, keeping stdout pure JSON
 

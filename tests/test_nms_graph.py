@@ -28,7 +28,6 @@ from trtbuild.stages.nms import EFFICIENT_NMS, MAX_TOPK, PLUGIN_DOMAIN, append_n
 from trtbuild.vision.decode import Detections, postprocess, postprocess_end2end
 from trtbuild.vision.letterbox import letterbox_batch
 
-from .conftest import SHAPES_MODEL
 from .helpers import photos
 
 LOW_CONF = 0.05  # the shapes model on photos: ~10-30 detections per image at this threshold
@@ -54,13 +53,9 @@ def calibrated(calibrated_onnx, images):
 
 
 @pytest.fixture(scope="module")
-def dynamic_onnx(tmp_path_factory):
+def dynamic_onnx(shapes_dynamic_onnx):
     """The trained reference model exported at 320×320 with a dynamic batch axis (real detections on photos)."""
-    from trtbuild.config import ExportConfig
-    from trtbuild.stages.export import export
-
-    out = tmp_path_factory.mktemp("nms-dynamic")
-    return export(SHAPES_MODEL, ExportConfig(imgsz=(320, 320), dynamic=True, out_dir=out, name="dyn")).output
+    return shapes_dynamic_onnx
 
 
 def exact_host(raw: np.ndarray, infos, conf: float = 0.25, iou: float = 0.7, max_det: int = 300) -> list[Detections]:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -122,8 +123,9 @@ def test_infer_json_refuses_inputs_and_files_it_did_not_write(model, photos, tmp
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_interrupted_infer_save_keeps_every_user_file(model, tmp_path, sig):
     """A real signal while infer writes its 4th picture into a folder of 200 user files (many named like its
-    pictures): afterwards every user file is byte-identical, the pictures this run made are gone, nothing is
-    left half-written; the rerun succeeds."""
+    pictures): afterwards every user file is byte-identical; what the run wrote before the signal is kept, whole
+    (an interrupt is how a live run ends) and recorded as trtbuild's, with its JSON lines complete; nothing is
+    half-written; the rerun replaces only its own pictures."""
     source = photo_folder(tmp_path / "source")
     out = tmp_path / "out"
     out.mkdir()
@@ -131,17 +133,23 @@ def test_interrupted_infer_save_keeps_every_user_file(model, tmp_path, sig):
         pic = sorted(source.iterdir())[i % 12]
         shutil.copy(pic, out / (f"{pic.stem}.jpg" if i < 12 else f"{pic.stem}_{i}.jpg"))
     before = shas(source, out)
+    dets = tmp_path / "dets.jsonl"
     done = subprocess.run([sys.executable, str(CHILD), sig, "open", ".jpg.", "4", "0", "--", "infer", str(model),
-                           str(source), "--save", str(out), "--quiet"],
+                           str(source), "--save", str(out), "--json", str(dets), "--quiet"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert f"interrupt-test: {sig}" in done.stderr and done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert_intact(before)
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in before if p.parent == out)
+    new = sorted(p for p in out.iterdir() if p not in before and p.name != owned.MANIFEST)
+    assert 3 <= len(new) < 12 and all(p.name.endswith("_2.jpg") for p in new), new  # stopped midway, beside
+    assert all(owned.is_ours(p) and cv2.imread(str(p)) is not None for p in new)  # whole pictures, recorded
+    lines = [json.loads(line) for line in dets.read_text().splitlines()]  # every line complete JSON
+    assert {Path(r["saved"]) for r in lines} <= set(new) and len(lines) >= len(new) - 1
+    assert not [p for p in tmp_path.rglob(".*tmp*")]  # no temporary file left
     res = run("infer", model, source, "--save", out, "--quiet")
     assert res.exit_code == 0, res.output
     assert_intact(before)
-    assert len(list(out.iterdir())) == 200 + 12 + 1  # its 12 pictures beside them, and its record
+    assert len(list(out.iterdir())) == 200 + 12 + 1  # its 12 pictures beside them (the earlier ones replaced)
 
 
 # ------------------------------------------------------------------------------------------------ synth

@@ -262,3 +262,35 @@ def test_predictor_on_an_engine_gives_the_onnx_detections(calibrated_onnx, gpu_h
         np.testing.assert_array_equal(r.boxes, g.boxes)
         np.testing.assert_array_equal(r.class_ids, g.class_ids)
     assert pred.times.images == len(frames) and pred.times.preprocess > 0
+
+
+def test_streams_through_an_engine_with_two_contexts_on_one_engine(shapes_dynamic_onnx, gpu_host, tmp_path):
+    """The streaming pipeline on an engine: two execution contexts sharing one deserialized engine (clone), each
+    driven by its own thread with its own buffers, frames letterboxed by the runner (infer_frames); every frame's
+    detections equal ONNX Runtime's on the source, each stream in order."""
+    from trtbuild.config import StreamConfig
+    from trtbuild.runtime.engine import TrtRunner
+    from trtbuild.stream import build_pipeline, open_models, parse_sources
+    from trtbuild.tasks.predictor import Predictor
+
+    _, _, h = gpu_host("10.13.3.9")
+    engine = engine_for(shapes_dynamic_onnx, tmp_path, h, precision="fp32", max_batch=4)
+    frames = list(photos().values())
+
+    class Source:
+        def __iter__(self):
+            yield from frames
+
+    with open_models(engine, StreamConfig(contexts=2), host=h) as models:
+        assert len(models) == 2 and all(isinstance(m, TrtRunner) for m in models)
+        assert models[1].engine is models[0].engine and models[1].context is not models[0].context
+        pipeline = build_pipeline(models, parse_sources([Source(), Source()]), StreamConfig(batch=3, conf=0.05))
+        results = list(pipeline.results())
+        assert all(m._executor is None for m in models)  # each thread freed the buffers it made
+    ref = Predictor(OnnxRunner(shapes_dynamic_onnx), conf=0.05).predict(frames)
+    for k in (0, 1):
+        got = [r for r in results if r.stream == k]
+        assert [r.frame for r in got] == list(range(len(frames)))
+        for r, want in zip(got, ref):
+            assert len(r.detections) == len(want) and np.allclose(r.detections.boxes, want.boxes, atol=1e-3)
+    assert sum(map(len, ref)) > 0 and pipeline.snapshot()["batches"] >= 2 * len(frames) / 3

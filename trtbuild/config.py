@@ -324,6 +324,49 @@ class ReportConfig(StageConfig):
         _at_least("limit", self.limit, 1)
 
 
+@dataclass(frozen=True)
+class StreamConfig:
+    """A streaming run (``trtbuild infer``, ``trtbuild.stream``, ``bench --streams``): thresholds, batching, outputs.
+
+    ``batch``: frames per model call, filled across streams (None: the model's static batch, else the number of
+    streams, at most 8); ``max_wait_ms``: how long a batch may wait for more frames; ``buffers``: batch buffers in
+    the ring (bounds memory and, for live sources, latency); ``vid_stride``: every n-th frame of a video or live
+    source; ``reconnect_s``: how long a lost live source is retried (None: until stopped); ``devices``: one engine
+    per GPU and ``contexts`` execution contexts on each (TensorRT); ``keep_frames``: results carry the original
+    image (the Python API's drawing; ``save_dir`` implies it)."""
+
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    batch: int | None = None
+    max_wait_ms: float = 20.0
+    buffers: int = 3
+    vid_stride: int = 1
+    reconnect_s: float | None = None
+    devices: tuple[int, ...] | None = None
+    contexts: int = 2  # TensorRT: execution contexts per device (batches in flight), sharing one engine
+    json_path: Path | None = None
+    save_dir: Path | None = None
+    keep_frames: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self):
+        for param, value in (("conf", self.conf), ("iou", self.iou)):
+            if not 0 <= value <= 1:
+                raise InputError(f"{param}={value}: must lie in [0, 1]", param=param)
+        _at_least("max_det", self.max_det, 1)
+        _at_least("batch", self.batch, 1)
+        _at_least("max_wait_ms", self.max_wait_ms, 0)
+        _at_least("buffers", self.buffers, 2)
+        _at_least("vid_stride", self.vid_stride, 1)
+        _at_least("contexts", self.contexts, 1)
+        if self.devices is not None:
+            object.__setattr__(self, "devices", tuple(int(d) for d in self.devices))
+        for param in ("json_path", "save_dir"):
+            if getattr(self, param) is not None:
+                object.__setattr__(self, param, Path(getattr(self, param)))
+
+
 DEPLOY_BACKENDS = ("auto", "tensorrt", "onnxruntime", "python")
 
 

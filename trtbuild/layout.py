@@ -130,6 +130,10 @@ class Layout:
     def bench(self, ext: str) -> Path:
         return self.file(f".bench.{ext}")
 
+    def stream_bench(self, ext: str) -> Path:
+        """``NAME.streams.{json,md}``: ``bench --streams``."""
+        return self.file(f".streams.{ext}")
+
     @property
     def eval_report(self) -> Path:
         return self.file(".eval.json")

@@ -7,65 +7,106 @@ from pathlib import Path
 
 import click
 
-from ..artifacts import output_folders
-from ..config import DEFAULT_OUT_DIR
-from ..layout import model_name
+from .. import owned
+from ..artifacts import output_folders, write_bytes_atomic, write_json_atomic
+from ..config import DEFAULT_OUT_DIR, StreamConfig
+from ..layout import Layout, model_name
+from ..stream import status_lines
 from ..tasks.bench import run_bench
 from ..tasks.bench_report import bench_files, format_bench, write_bench_report
+from ..tasks.bench_streams import format_bench_streams, run_bench_streams
 from ..tasks.bench_triton import run_bench_triton
 from ..tasks.evaluate import evaluate, format_eval
 from ..tasks.infer import run_infer
 from .common import OVERWRITE_OPTION, current_host, imgsz_option
+from .status import LiveStatus
 
 
 @click.command("infer")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("source", type=click.Path())
+@click.argument("sources", metavar="SOURCE [SOURCE ...]", nargs=-1, required=True)
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
-              help="Write detections as JSON lines (one object per image or frame).")
+              help="Write detections as JSON lines (one object per image or frame), flushed as they come.")
 @click.option("--save", "save_dir", default=None, type=click.Path(file_okay=False),
-              help="Write annotated images into this folder (not SOURCE's).")
+              help="Write annotated pictures (image sources) and one annotated video per stream into this folder.")
 @click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="Score threshold.")
 @click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
 @click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1), help="Boxes per image.")
 @click.option("--batch", default=None, type=click.IntRange(min=1),
-              help="Images per call for dynamic-batch models [default: the model's static batch, else 1].")
+              help="Frames per model call, filled across streams [default: the model's static batch, else one per "
+                   "stream, at most 8].")
+@click.option("--max-wait-ms", default=20.0, show_default=True, type=click.FloatRange(min=0),
+              help="How long a batch may wait for frames of other streams before it runs part-full.")
+@click.option("--vid-stride", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Every n-th frame of videos and live sources.")
+@click.option("--reconnect-s", default=None, type=click.FloatRange(min=0),
+              help="How long a lost live source is retried before it is given up [default: until stopped].")
+@click.option("--devices", default=None, callback=lambda c, p, v: _batches(c, p, v) if v else None,
+              help="TensorRT: one runner per GPU, e.g. 0,1; batches are spread across them.")
+@click.option("--stats", "stats_path", default=None, type=click.Path(dir_okay=False),
+              help="Write the run's figures (per stream and per stage) as JSON at the end.")
 @click.option("--triton", default=None, metavar="URL",
-              help="Send the images to a Triton server (grpc://host:8001 or http://host:8000); MODEL is then the "
+              help="Send the frames to a Triton server (grpc://host:8001 or http://host:8000); MODEL is then the "
                    "name given to `trtbuild deploy triton`.")
 @OVERWRITE_OPTION
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def infer_cmd(model, source, json_path, save_dir, conf, iou, max_det, batch, triton, overwrite, quiet):
-    """Detect objects in SOURCE (an image, a folder of images or a video) with MODEL (.onnx or .engine).
+@click.option("--quiet", is_flag=True, help="No live status.")
+def infer_cmd(model, sources, json_path, save_dir, conf, iou, max_det, batch, max_wait_ms, vid_stride, reconnect_s,
+              devices, stats_path, triton, overwrite, quiet):
+    """Detect objects in every SOURCE with MODEL (.onnx or .engine): images, folders, videos, RTSP / HTTP(S) URLs,
+    webcam indices, or a .streams file listing one source per line.
 
-    Without --json, detections are printed as JSON lines on stdout, as they come. --save writes annotated
-    pictures into a folder that must not be (or hold) SOURCE; a picture never replaces a file trtbuild did not
-    write: it goes beside it as NAME_2.jpg, and its JSON line names it ("saved").
+    The streams are decoded in parallel, batched together into the model, and each stream's results come out in
+    order; a live source the model cannot keep up with drops frames (counted), a lost one reconnects. Without
+    --json, detections are printed as JSON lines on stdout, as they come. --save must not be (or hold) a source;
+    a picture or video never replaces a file trtbuild did not write: it goes beside it as NAME_2. Ctrl-C ends a
+    live run: the JSON lines and videos so far are kept.
 
     \b
     Examples:
       trtbuild infer engines/yolov8n.fp16.engine photos/ --json dets.jsonl --save annotated/
+      trtbuild infer engines/yolov8n.fp16.engine cams.streams --stats run.json    # many cameras, one engine
+      trtbuild infer engines/yolov8n.sim.onnx rtsp://127.0.0.1:8554/live a.mp4 b.mp4
       trtbuild infer --triton grpc://localhost:8001 yolov8n street.mp4
     """
+    live = LiveStatus(enabled=not quiet)
+
     def on_skip(path, reason):
-        click.echo(f"skipped {path}: {reason}", err=True)
+        live.say(f"skipped {path}: {reason}")
+
+    def on_event(stream, kind, text):
+        live.say(f"stream {stream}: {kind}: {text}")
 
     def on_record(rec):
         if not json_path:
             click.echo(json.dumps(rec))
 
-    res = run_infer(model, source, json_path, save_dir, conf, iou, max_det, batch, progress=not quiet,
-                    on_skip=on_skip, host=None if triton else current_host(), triton=triton, on_record=on_record,
-                    overwrite=overwrite)
+    cfg = StreamConfig(conf=conf, iou=iou, max_det=max_det, batch=batch, max_wait_ms=max_wait_ms,
+                       vid_stride=vid_stride, reconnect_s=reconnect_s, devices=devices, json_path=json_path,
+                       save_dir=save_dir, overwrite=overwrite)
+    if stats_path:
+        owned.check_replaceable(stats_path, overwrite)
+    try:
+        res = run_infer(model, list(sources), progress=not quiet, on_skip=on_skip, host=None if triton else
+                        current_host(), triton=triton, on_record=on_record, on_status=live.update,
+                        on_event=on_event, config=cfg)
+    finally:
+        live.close()
+    if stats_path:
+        write_json_atomic(stats_path, res["stats"], overwrite)
     ms = res["ms_per_image"]
     summary = (
         f"infer     {res['images']} {'frame' if res['video'] else 'image'}(s), {res['detections']} detection(s)"
-        + (f", {len(res['skipped'])} file(s) skipped" if res["skipped"] else "")
+        + (f", {res['skipped']} file(s) skipped" if res["skipped"] else "")
         + (f" → {json_path}" if json_path else "")
         + (f", annotated in {save_dir}/" if save_dir else "")
         + f" (per image: pre {ms['preprocess']:.1f} ms, infer {ms['infer']:.1f} ms, post {ms['postprocess']:.1f} ms)"
     )
     click.echo(summary, err=not json_path)
+    if len(sources) > 1 or res["video"]:
+        for line in status_lines(res["stats"]):
+            click.echo(line, err=not json_path)
+    for failure in res["failures"]:
+        click.echo(f"warning: {failure}", err=True)
 
 
 @click.command("eval")
@@ -135,10 +176,13 @@ def _batches(ctx, param, value):
 @click.option("--name", default=None, help="Report base name: NAME.bench.{json,md,png} [default: the first model's name, e.g. yolov8n for yolov8n.sim.onnx].")
 @click.option("--cpu-preprocess", is_flag=True,
               help="Letterbox on the CPU for TensorRT engines too [default: GPU letterbox into the input buffer].")
+@click.option("--streams", "stream_sources", multiple=True, metavar="SOURCE",
+              help="Measure the streaming pipeline on these video files (repeat, or one .streams file): model only, "
+                   "end to end, host capacity (recorded outputs) and the serial host path, in one run.")
 @OVERWRITE_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench_cmd(models, batches, warmup, iters, triton, concurrency, requests, images, imgsz, conf, iou, out_dir, name,
-              cpu_preprocess, overwrite, quiet):
+              cpu_preprocess, stream_sources, overwrite, quiet):
     """Time MODEL(s) end to end (letterbox → infer → decode/NMS) per batch size; the first model is the baseline.
 
     Reports latency percentiles, throughput, time per stage and device memory, and ratios against the first
@@ -150,7 +194,26 @@ def bench_cmd(models, batches, warmup, iters, triton, concurrency, requests, ima
     Examples:
       trtbuild bench engines/yolov8n.sim.onnx engines/yolov8n.fp16.engine --batch 1,8
       trtbuild bench --triton grpc://localhost:8001 yolov8n --concurrency 1,8 --requests 50
+      trtbuild bench engines/yolov8n.sim.onnx --streams a.mp4 --streams b.mp4 --batch 4   # streaming pipeline
     """
+    if stream_sources:
+        if len(models) != 1 or triton:
+            raise click.BadParameter("with --streams, give one local MODEL", param_hint="MODEL")
+        sources = list(stream_sources) if len(stream_sources) > 1 else stream_sources[0]
+        stem = name or model_name(models[0])
+        files = {ext: Layout(Path(out_dir), stem).stream_bench(ext) for ext in ("json", "md")}
+        with output_folders(out_dir):
+            for f in files.values():
+                owned.check_replaceable(f, overwrite)
+            report = run_bench_streams(models[0], sources, StreamConfig(conf=conf, iou=iou,
+                                                                         batch=batches[0] if batches else None),
+                                       host=current_host())
+            text = format_bench_streams(report)
+            write_json_atomic(files["json"], report, overwrite)
+            write_bytes_atomic(files["md"], f"```\n{text}\n```\n".encode(), overwrite)
+        click.echo(text)
+        click.echo(f"report {files['md']}, {files['json']}")
+        return
     if triton:
         if len(models) != 1:
             raise click.BadParameter("with --triton, give one MODEL: the name it was deployed under",

@@ -7,7 +7,10 @@ ask TensorRT for the output shapes, plan the buffers (cuda/plan.py: profile chec
 Executor call — async H2D, ``execute_async_v3``, async D2H, one synchronize — with per-stage CUDA events.
 
 Thread model: a runner belongs to the thread that uses it (TensorRT execution contexts are not thread
-safe); open one runner per thread, each with its own stream and buffers.
+safe); open one runner per thread, each with its own stream and buffers — or ``clone()`` one: the clone shares the
+engine (its weights are in device memory once) and has an execution context, a stream and buffers of its own, for
+another thread (the streaming pipeline runs one per batch in flight). The buffers are made by the thread that calls
+``infer`` first; ``release_thread()`` frees them from that same thread when it is done.
 """
 
 from __future__ import annotations
@@ -88,6 +91,35 @@ class TrtRunner(Runner):
         self._letterbox = None
         self._shape: tuple | None = None
         self._plan: BufferPlan | None = None
+        self._owner: TrtRunner | None = None  # set on clones: the runner whose engine they share
+
+    def clone(self) -> TrtRunner:
+        """A runner on the same engine (no second copy of its weights) with its own execution context, stream and
+        buffers, for another thread; closing it leaves the engine to this runner."""
+        other = object.__new__(TrtRunner)
+        other.__dict__.update({k: v for k, v in self.__dict__.items()
+                               if k in ("path", "flavor", "sidecar", "metadata", "ctx", "mapped", "streams",
+                                        "use_graph", "_backend", "runtime_cache", "_runtime", "engine", "_inputs",
+                                        "_outputs", "profiles")})
+        with self.ctx:
+            other.contexts = execution_contexts(self.engine, self.flavor, 1, self.runtime_cache)
+        other.context = other.contexts[0]
+        other._slot_context, other._executor, other._letterbox = {}, None, None
+        other._shape = other._plan = None
+        other._owner = self
+        return other
+
+    def release_thread(self) -> None:
+        """Free the buffers, streams and letterbox the calling thread made (the thread that ran ``infer``)."""
+        if getattr(self, "ctx", None) is None:
+            return
+        with self.ctx:
+            if self._letterbox is not None:
+                self._letterbox.close()
+            if self._executor is not None:
+                self._executor.close()
+        self._letterbox = self._executor = None
+        self._shape = self._plan = None
 
     @property
     def input_specs(self) -> list[IOSpec]:
@@ -207,12 +239,14 @@ class TrtRunner(Runner):
     def close(self) -> None:
         if getattr(self, "ctx", None) is None:
             return
+        if self._owner is not None:  # a clone: its own context and buffers go; the engine stays with its owner
+            self.release_thread()
+            with self.ctx:
+                del self.context, self.contexts
+            self.ctx = None
+            return
+        self.release_thread()
         with self.ctx:
-            if self._letterbox is not None:
-                self._letterbox.close()
-            if self._executor is not None:
-                self._executor.close()
-            self._executor = None
             if self.runtime_cache is not None:  # what the JIT compiled on this GPU, for the next run
                 self.runtime_cache.save()
             del self.context, self.contexts, self._slot_context, self.engine, self._runtime, self.runtime_cache

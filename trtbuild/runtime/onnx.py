@@ -32,7 +32,11 @@ def _spec(arg) -> IOSpec:
 class OnnxRunner(Runner):
     """Runs an ONNX model (a file, or an in-memory ``onnx.ModelProto``) with ONNX Runtime (CPU by default)."""
 
-    def __init__(self, path, providers: list[str] | None = None, threads: int | None = None):
+    def __init__(self, path, providers: list[str] | None = None, threads: int | None = None,
+                 spinning: bool = True):
+        """``threads``: ONNX Runtime's intra-op threads (default: its own choice, or $TRTBUILD_ORT_THREADS);
+        ``spinning`` False stops idle worker threads from busy-waiting, leaving the cores to other threads of the
+        process (the streaming pipeline's decoders)."""
         import onnxruntime as ort
 
         in_memory = not isinstance(path, (str, Path))
@@ -42,6 +46,8 @@ class OnnxRunner(Runner):
         opts.log_severity_level = 3
         if threads or os.environ.get("TRTBUILD_ORT_THREADS"):
             opts.intra_op_num_threads = int(threads or os.environ["TRTBUILD_ORT_THREADS"])
+        if not spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(source, opts, providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:

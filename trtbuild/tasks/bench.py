@@ -26,9 +26,9 @@ from ..errors import InputError
 from ..runtime.base import Runner
 from ..runtime.open import open_runner
 from ..trt.host import Host
-from ..vision.batch import cycle_batch
+from ..vision.batch import check_batch_memory, cycle_batch
 from ..vision.io import list_images, read_image
-from .predictor import Predictor, check_batch_memory
+from .predictor import Predictor
 
 STAGES = ("preprocess", "h2d", "compute", "d2h", "other", "postprocess")
 

@@ -7,16 +7,13 @@ GPU straight into its input buffer; any other gets the CPU letterbox into a reus
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..console import human_bytes
-from ..errors import InputError
 from ..runtime.base import Runner, backend_seconds
-from ..vision.batch import pad_batch
+from ..vision.batch import check_batch_memory, pad_batch
 from ..vision.decode import Detections, postprocess, postprocess_end2end
 from ..vision.letterbox import letterbox_batch
 
@@ -44,19 +41,6 @@ class BatchRun:
     infer: float
     postprocess: float
     backend_ms: dict[str, float] | None
-
-
-def check_batch_memory(batch: int, hw: tuple[int, int], model) -> None:
-    """InputError when one batch of letterboxed inputs alone would take more than half of this host's memory."""
-    need = batch * 3 * hw[0] * hw[1] * 4
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return
-    if need > total // 2:
-        raise InputError(f"batch={batch}: one batch of {hw[0]}x{hw[1]} inputs for {model} needs {human_bytes(need)} "
-                         f"of memory, this host has {human_bytes(total)}; use a smaller batch (e.g. 8-32)",
-                         param="batch")
 
 
 class Predictor:

@@ -9,6 +9,7 @@ redeploy command rather than silently ignored.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -50,16 +51,35 @@ class TritonPredictor:
             raise InputError(f"batch={batch}: the server takes at most {client.max_batch} images per request "
                              "(its max_batch_size)", param="batch")
         self.client = client
+        self._creator = threading.get_ident()
+        self._local = threading.local()
         self.names = client.names
         self.batch = batch or 1
         self.conf, self.max_det = conf, max_det
         self.times = StageTimes()
 
+    @property
+    def _client(self) -> TritonClient:
+        """The client of the calling thread: a TritonClient is not thread-safe (tritonclient's HTTP client is
+        bound to the thread that made it), so a thread other than the creator's gets a connection of its own."""
+        if threading.get_ident() == self._creator:
+            return self.client
+        local = self._local.__dict__
+        if "client" not in local:
+            local["client"] = TritonClient(self.client.url, self.client.model)
+        return local["client"]
+
+    def release_thread(self) -> None:
+        """Close the connection the calling thread opened (the creator's belongs to whoever passed it in)."""
+        client = self._local.__dict__.pop("client", None)
+        if client is not None:
+            client.close()
+
     def run_batch(self, chunk: list[np.ndarray]) -> BatchRun:
         t0 = time.perf_counter()
         blobs = [encode_png(f) for f in chunk]
         t1 = time.perf_counter()
-        dets = self.client.detect(blobs)
+        dets = self._client.detect(blobs)
         t2 = time.perf_counter()
         dets = [_keep(d, self.conf, self.max_det) for d in dets]
         t3 = time.perf_counter()

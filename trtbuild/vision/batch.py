@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
 
+from ..console import human_bytes
 from ..errors import InputError
 
 T = TypeVar("T")
@@ -50,3 +52,18 @@ def full_batches(items: Sequence[T], size: int) -> list[T]:
 def cycle_batch(items: Sequence[T], index: int, size: int) -> list[T]:
     """Batch number ``index`` of an endless cycle through ``items``."""
     return [items[(index * size + k) % len(items)] for k in range(size)]
+
+
+def check_batch_memory(batch: int, hw: tuple[int, int], model, buffers: int = 1) -> None:
+    """InputError when ``buffers`` batches of letterboxed inputs alone would take more than half of this host's
+    memory."""
+    need = buffers * batch * 3 * hw[0] * hw[1] * 4
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > total // 2:
+        what = f"{buffers} batches" if buffers > 1 else "one batch"
+        raise InputError(f"batch={batch}: {what} of {hw[0]}x{hw[1]} inputs for {model} need(s) {human_bytes(need)} "
+                         f"of memory, this host has {human_bytes(total)}; use a smaller batch (e.g. 8-32)",
+                         param="batch")

@@ -1,0 +1,76 @@
+"""Video and cameras: many streams into one model, pipelined and batched, with memory bounded (see ``pipeline``).
+
+    for result in trtbuild.stream("engines/yolov8n.fp16.engine", ["cam.streams"]):
+        print(result.stream, result.frame, len(result.detections), f"{result.latency_ms:.0f} ms")
+
+``sources``: what ``sources.parse_sources`` takes (a file, a folder, a URL, a webcam index, a ``.streams`` list, or
+a list of those and of frame iterables). ``model``: a model file (opened here: one runner per device in
+``config.devices``), an open ``Runner``, or an object with ``predict(frames)`` and ``names``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+from ..config import StreamConfig
+from ..runtime.base import Runner
+from ..runtime.onnx import OnnxRunner
+from ..runtime.open import open_runner
+from ..trt.host import Host
+from ..vision.batch import check_batch_memory
+from .pipeline import Pipeline, StreamResult, default_batch
+from .sources import SourceSpec, parse_sources
+from .stats import status_lines
+
+__all__ = ["Pipeline", "SourceSpec", "StreamConfig", "StreamResult", "open_models", "parse_sources", "status_lines",
+           "stream"]
+
+
+@contextlib.contextmanager
+def open_models(model, config: StreamConfig = StreamConfig(), host: Host | None = None) -> Iterator[list]:
+    """The models a run drives: ``model`` itself when it is already open, else per device of ``config.devices``
+    one engine with ``config.contexts`` execution contexts (TensorRT: ``TrtRunner.clone``, the weights loaded
+    once); one ONNX Runtime session otherwise, its idle threads not spinning so the decoders get the cores."""
+    if not isinstance(model, (str, os.PathLike)):
+        yield [model]
+        return
+    with contextlib.ExitStack() as stack:
+        suffix = str(model).lower().rsplit(".", 1)[-1]
+        if suffix == "onnx":
+            if not os.path.isfile(model):
+                open_runner(model)  # the one-line "no such model file" error
+            yield [stack.enter_context(OnnxRunner(model, spinning=False))]
+            return
+        runners = []
+        for d in config.devices or (None,):  # one runner per GPU, and a clone per further batch in flight
+            runner = stack.enter_context(open_runner(model, host=host, **({} if d is None else {"device": d})))
+            runners += [runner] + [stack.enter_context(runner.clone()) for _ in range(config.contexts - 1)]
+        yield runners
+
+
+def build_pipeline(models: Sequence, specs: Sequence[SourceSpec], config: StreamConfig,
+                   on_status: Callable[[dict], None] | None = None,
+                   on_event: Callable[[int, str, str], None] | None = None) -> Pipeline:
+    """A ``Pipeline`` for ``models`` (as ``open_models`` gives them) over ``specs``, set up from ``config``."""
+    first = models[0]
+    hw = first.info.run_hw() if isinstance(first, Runner) else (640, 640)
+    batch = default_batch(first, specs, config.batch)
+    check_batch_memory(batch, hw, getattr(first, "path", "the model"), buffers=config.buffers)
+    return Pipeline(models, specs, hw=hw, batch=batch, conf=config.conf, iou=config.iou, max_det=config.max_det,
+                    max_wait=config.max_wait_ms / 1000, buffers=config.buffers, vid_stride=config.vid_stride,
+                    reconnect_s=config.reconnect_s, keep_frames=config.keep_frames, json_path=config.json_path,
+                    save_dir=config.save_dir, overwrite=config.overwrite, on_status=on_status, on_event=on_event)
+
+
+def stream(model, sources, config: StreamConfig = StreamConfig(), *, host: Host | None = None,
+           on_status: Callable[[dict], None] | None = None,
+           on_event: Callable[[int, str, str], None] | None = None) -> Iterator[StreamResult]:
+    """Yield a ``StreamResult`` per frame of every source as it comes (each stream's frames in order). Stop early by
+    leaving the loop; Ctrl-C ends a live run the same way. ``on_status(snapshot)`` gets the run's figures every
+    half second, ``on_event(stream, kind, text)`` what happens to a source (skip, lost, reconnected, short, …)."""
+    specs = parse_sources(sources)
+    with open_models(model, config, host) as models:
+        pipeline = build_pipeline(models, specs, config, on_status, on_event)
+        yield from pipeline.results()
