@@ -1,7 +1,9 @@
 """Letterbox preprocessing that matches ultralytics' predictor for static-shape models, bit for bit.
 
-Done in three cheap OpenCV passes over the resized pixels only (resize, BGR→RGB plane split, exact x/255 lookup
-table) plus a constant fill of the padding, writing straight into a caller's (e.g. pinned) batch buffer.
+One frame costs three OpenCV passes over the resized pixels only, each releasing the GIL: ``cv2.resize`` into a
+per-thread uint8 scratch, ``cv2.split`` into three uint8 planes in R, G, B order, and ``cv2.divide`` by 255 of each
+plane straight into its float32 rectangle of the caller's (e.g. pinned) batch slot; then a constant fill of the
+padding only. ``letterbox_into`` is that path for one slot; ``letterbox`` and ``letterbox_batch`` call it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -21,6 +24,28 @@ _TO_UNIT = (np.arange(256, dtype=np.float32) / np.float32(255.0)).reshape(1, 256
 _PAD_UNIT = _TO_UNIT[0, PAD_VALUE]
 
 _scratch = threading.local()
+
+
+def _divide_is_exact() -> bool:
+    """Whether ``cv2.divide(uint8, 255.0, dtype=CV_32F)`` gives exactly ``_TO_UNIT`` on this OpenCV build.
+
+    Checked once, on every uint8 value at every offset of its vector loop and its scalar tail, written into a
+    strided float32 rectangle as the letterbox does; where it is not exact the letterbox uses ``cv2.LUT``
+    with ``_TO_UNIT`` (exact by construction, about three times slower).
+    """
+    src = ((np.arange(67)[:, None] * 7 + np.arange(261)) % 256).astype(np.uint8)
+    dst = np.full((69, 263), np.nan, np.float32)
+    roi = dst[1:-1, 1:-1]
+    got = cv2.divide(src, 255.0, dst=roi, dtype=cv2.CV_32F)
+    return bool(
+        got.ctypes.data == roi.ctypes.data
+        and np.array_equal(roi, _TO_UNIT[0, src])
+        and np.isnan(dst[[0, -1]]).all()
+        and np.isnan(dst[:, [0, -1]]).all()
+    )
+
+
+_EXACT_DIVIDE = _divide_is_exact()
 
 
 @dataclass(frozen=True)
@@ -55,7 +80,13 @@ def letterbox_info(orig_shape: Sequence[int], new_shape: int | Sequence[int]) ->
     h0, w0 = int(orig_shape[0]), int(orig_shape[1])
     if h0 <= 0 or w0 <= 0:
         raise InputError(f"cannot letterbox an empty image of shape {tuple(orig_shape)}")
-    nh_t, nw_t = _as_hw(new_shape)
+    return _info(h0, w0, _as_hw(new_shape))
+
+
+@lru_cache(maxsize=256)
+def _info(h0: int, w0: int, new_hw: tuple[int, int]) -> LetterboxInfo:
+    """``letterbox_info`` of one (h, w) > 0 → new_hw, cached: a stream's frames all share one (frozen) info."""
+    nh_t, nw_t = new_hw
     r = min(nh_t / h0, nw_t / w0)
     nw, nh = max(round(w0 * r), 1), max(round(h0 * r), 1)
     left = round((nw_t - nw) / 2 - 0.1)
@@ -65,14 +96,12 @@ def letterbox_info(orig_shape: Sequence[int], new_shape: int | Sequence[int]) ->
     )
 
 
-def _buffers(shape: tuple[int, int], unpad: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-thread uint8 scratch views: the resized (h, w, 3) image and its three (h, w) RGB planes."""
-    size = shape[0] * shape[1] * 3
+def _scratch_u8(size: int) -> np.ndarray:
+    """This thread's uint8 scratch, two rows of at least ``size`` bytes: the resized image and its planes."""
     buf = getattr(_scratch, "buf", None)
     if buf is None or buf.shape[1] < size:
         buf = _scratch.buf = np.empty((2, size), np.uint8)
-    n = unpad[0] * unpad[1] * 3
-    return buf[0, :n].reshape(*unpad, 3), buf[1, :n].reshape(3, *unpad)
+    return buf
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -83,41 +112,79 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return image if image.flags.c_contiguous else np.ascontiguousarray(image)
 
 
-def _letterbox_into(image: np.ndarray, info: LetterboxInfo, dst: np.ndarray) -> None:
-    """Letterbox ``image`` and write RGB CHW float32 0..1 into ``dst`` (3, H, W), C-contiguous."""
+def _check_slot(out_slot: np.ndarray, hw: tuple[int, int]) -> None:
+    if (
+        not isinstance(out_slot, np.ndarray)
+        or out_slot.dtype != np.float32
+        or out_slot.shape != (3, *hw)
+        or not out_slot.flags.c_contiguous
+    ):
+        desc = f"{out_slot.dtype} {out_slot.shape}" if isinstance(out_slot, np.ndarray) else type(out_slot).__name__
+        raise ValueError(f"out_slot must be a C-contiguous float32 array of shape (3, {hw[0]}, {hw[1]}), got {desc}")
+
+
+def _write(image: np.ndarray, info: LetterboxInfo, dst: np.ndarray) -> None:
+    """Letterbox ``image`` and write RGB CHW float32 0..1 into ``dst`` (3, H, W), C-contiguous.
+
+    Every pixel of ``dst`` is written exactly once: the resized image's rectangle by ``cv2.divide`` (or
+    ``cv2.LUT``) from the uint8 planes, the padding around it by a constant fill.
+    """
     nh, nw = info.unpad_shape
     left, top = int(info.pad[0]), int(info.pad[1])
-    if image.shape[:2] == (nh, nw):
+    n = nh * nw * 3
+    scratch = _scratch_u8(n)
+    if image.shape[0] == nh and image.shape[1] == nw:
         resized = image
     else:
-        resized, _ = _buffers(info.new_shape, info.unpad_shape)
+        resized = scratch[0, :n].reshape(nh, nw, 3)
         out = cv2.resize(image, (nw, nh), dst=resized, interpolation=cv2.INTER_LINEAR)
         if out.ctypes.data != resized.ctypes.data:  # OpenCV chose not to write in place
             resized = out
-    _, planes = _buffers(info.new_shape, info.unpad_shape)
+    planes = scratch[1, :n].reshape(3, nh, nw)
     rgb = [planes[2], planes[1], planes[0]]  # cv2.split writes B, G, R into these: planes become R, G, B
     for got, want in zip(cv2.split(resized, rgb), rgb):
         if got.ctypes.data != want.ctypes.data:  # OpenCV allocated instead of writing in place
             want[...] = got
     for c in range(3):
         roi = dst[c, top : top + nh, left : left + nw]
-        out = cv2.LUT(planes[c], _TO_UNIT, dst=roi)
+        if _EXACT_DIVIDE:
+            out = cv2.divide(planes[c], 255.0, dst=roi, dtype=cv2.CV_32F)
+        else:
+            out = cv2.LUT(planes[c], _TO_UNIT, dst=roi)
         if out.ctypes.data != roi.ctypes.data:
             roi[...] = out
-    # Padding: the exact value of 114 / 255 on every side of the resized image.
-    dst[:, :top] = _PAD_UNIT
-    dst[:, top + nh :] = _PAD_UNIT
-    dst[:, top : top + nh, :left] = _PAD_UNIT
-    dst[:, top : top + nh, left + nw :] = _PAD_UNIT
+    # Padding: the exact value of 114 / 255 on every side of the resized image, and nowhere else.
+    h, w = info.new_shape
+    if top:
+        dst[:, :top] = _PAD_UNIT
+    if top + nh < h:
+        dst[:, top + nh :] = _PAD_UNIT
+    if left:
+        dst[:, top : top + nh, :left] = _PAD_UNIT
+    if left + nw < w:
+        dst[:, top : top + nh, left + nw :] = _PAD_UNIT
+
+
+def letterbox_into(image_bgr: np.ndarray, new_shape: int | tuple[int, int], out_slot: np.ndarray) -> LetterboxInfo:
+    """Letterbox one BGR uint8 image straight into ``out_slot`` and return its geometry.
+
+    ``out_slot`` is a C-contiguous float32 (3, H, W) array, e.g. ``batch[i]`` of a (pinned) (N, 3, H, W) batch
+    buffer; every one of its values is overwritten with the RGB image in 0..1 (padding 114/255), bit for bit
+    what ``letterbox`` returns. Thread-safe: each thread has its own scratch, so several threads may fill
+    different slots of one buffer at once; the OpenCV calls and the padding fills release the GIL.
+    """
+    image = check_image(image_bgr)
+    hw = _as_hw(new_shape)
+    _check_slot(out_slot, hw)
+    info = letterbox_info(image.shape, hw)
+    _write(image, info, out_slot)
+    return info
 
 
 def letterbox(image_bgr: np.ndarray, new_shape: int | tuple[int, int]) -> tuple[np.ndarray, LetterboxInfo]:
     """Letterbox one BGR uint8 image to ``new_shape``; returns a (3, H, W) float32 RGB array in 0..1 and its info."""
-    image = check_image(image_bgr)
-    info = letterbox_info(image.shape, new_shape)
-    out = np.empty((3, *info.new_shape), np.float32)
-    _letterbox_into(image, info, out)
-    return out, info
+    out = np.empty((3, *_as_hw(new_shape)), np.float32)
+    return out, letterbox_into(image_bgr, new_shape, out)
 
 
 def letterbox_batch(
@@ -142,12 +209,7 @@ def letterbox_batch(
     ):
         desc = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
         raise ValueError(f"out must be a C-contiguous float32 array of shape (>={n}, 3, {hw[0]}, {hw[1]}), got {desc}")
-    infos = []
-    for i, img in enumerate(images):
-        image = check_image(img)
-        info = letterbox_info(image.shape, hw)
-        _letterbox_into(image, info, out[i])
-        infos.append(info)
+    infos = [letterbox_into(img, hw, out[i]) for i, img in enumerate(images)]
     return out[:n], infos
 
 
