@@ -126,10 +126,12 @@ def _check_slot(out_slot: np.ndarray, hw: tuple[int, int]) -> None:
 def _write(image: np.ndarray, info: LetterboxInfo, dst: np.ndarray) -> None:
     """Letterbox ``image`` and write RGB CHW float32 0..1 into ``dst`` (3, H, W), C-contiguous.
 
-    Every pixel of ``dst`` is written exactly once: the resized image's rectangle by ``cv2.divide`` (or
-    ``cv2.LUT``) from the uint8 planes, the padding around it by a constant fill.
+    Every value of ``dst`` is written exactly once: the resized image's rectangle by ``cv2.divide`` (or
+    ``cv2.LUT``) from the uint8 planes, the padding around it by a constant fill. OpenCV returns the very array
+    it was given as ``dst`` when it wrote into it; anything else is copied where it belongs.
     """
     nh, nw = info.unpad_shape
+    h, w = info.new_shape
     left, top = int(info.pad[0]), int(info.pad[1])
     n = nh * nw * 3
     scratch = _scratch_u8(n)
@@ -138,23 +140,25 @@ def _write(image: np.ndarray, info: LetterboxInfo, dst: np.ndarray) -> None:
     else:
         resized = scratch[0, :n].reshape(nh, nw, 3)
         out = cv2.resize(image, (nw, nh), dst=resized, interpolation=cv2.INTER_LINEAR)
-        if out.ctypes.data != resized.ctypes.data:  # OpenCV chose not to write in place
+        if out is not resized:  # OpenCV chose not to write in place
             resized = out
     planes = scratch[1, :n].reshape(3, nh, nw)
-    rgb = [planes[2], planes[1], planes[0]]  # cv2.split writes B, G, R into these: planes become R, G, B
+    rgb = (planes[2], planes[1], planes[0])  # cv2.split writes B, G, R into these: planes become R, G, B
     for got, want in zip(cv2.split(resized, rgb), rgb):
-        if got.ctypes.data != want.ctypes.data:  # OpenCV allocated instead of writing in place
+        if got is not want:  # OpenCV allocated instead of writing in place
             want[...] = got
-    for c in range(3):
-        roi = dst[c, top : top + nh, left : left + nw]
+    if nw == w:  # full-width rows: the three channels' rectangles are one strided (3, nh * w) matrix
+        pairs = [(planes.reshape(3, n // 3), dst.reshape(3, h * w)[:, top * w : (top + nh) * w])]
+    else:
+        pairs = [(planes[c], dst[c, top : top + nh, left : left + nw]) for c in range(3)]
+    for src, roi in pairs:
         if _EXACT_DIVIDE:
-            out = cv2.divide(planes[c], 255.0, dst=roi, dtype=cv2.CV_32F)
+            out = cv2.divide(src, 255.0, dst=roi, dtype=cv2.CV_32F)
         else:
-            out = cv2.LUT(planes[c], _TO_UNIT, dst=roi)
-        if out.ctypes.data != roi.ctypes.data:
+            out = cv2.LUT(src, _TO_UNIT, dst=roi)
+        if out is not roi:
             roi[...] = out
     # Padding: the exact value of 114 / 255 on every side of the resized image, and nowhere else.
-    h, w = info.new_shape
     if top:
         dst[:, :top] = _PAD_UNIT
     if top + nh < h:
