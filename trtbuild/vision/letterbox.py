@@ -217,21 +217,31 @@ def letterbox_batch(
     return out[:n], infos
 
 
+@lru_cache(maxsize=256)
+def _scale_params(info: LetterboxInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pad, gain, clip) as read-only float32 (4,) rows for x1, y1, x2, y2: what ``scale_boxes`` applies."""
+    (pad_x, pad_y), (gain_x, gain_y), (h, w) = info.pad, info.gain, info.orig_shape
+    rows = (
+        np.array([pad_x, pad_y, pad_x, pad_y], np.float32),
+        np.array([gain_x, gain_y, gain_x, gain_y], np.float32),
+        np.array([w, h, w, h], np.float32),
+    )
+    for r in rows:
+        r.flags.writeable = False
+    return rows
+
+
 def scale_boxes(boxes_xyxy: np.ndarray, info: LetterboxInfo) -> np.ndarray:
     """Map (N, 4) xyxy boxes from network-input pixels back to original pixels, clipped to the image.
 
     Same arithmetic as ultralytics ``scale_boxes(..., padding=True)`` called by its predictor (which recomputes
-    the per-axis gain from the rounded resized size). Returns a new float32 array; the input is not modified.
+    the per-axis gain from the rounded resized size): subtract the float32 padding, divide by the float32 gain,
+    clip to [0, w] / [0, h], NaN kept as NaN. Returns a new C-contiguous float32 array; the input is not modified.
     """
-    boxes = np.array(boxes_xyxy, dtype=np.float32).reshape(-1, 4)  # always a copy
-    pad_x, pad_y = info.pad
-    gain_x, gain_y = info.gain
-    h, w = info.orig_shape
-    xs, ys = boxes[:, 0::2], boxes[:, 1::2]  # views: (x1, x2) and (y1, y2)
-    xs -= np.float32(pad_x)
-    ys -= np.float32(pad_y)
-    xs /= np.float32(gain_x)
-    ys /= np.float32(gain_y)
-    np.minimum(np.maximum(xs, 0, out=xs), w, out=xs)  # == clip(0, w), NaN kept as NaN
-    np.minimum(np.maximum(ys, 0, out=ys), h, out=ys)
+    boxes = np.array(boxes_xyxy, dtype=np.float32, order="C").reshape(-1, 4)  # always a copy
+    pad, gain, clip = _scale_params(info)
+    boxes -= pad
+    boxes /= gain
+    np.maximum(boxes, 0, out=boxes)  # == clip(0, w), NaN kept as NaN
+    np.minimum(boxes, clip, out=boxes)
     return boxes
