@@ -29,20 +29,25 @@ _scratch = threading.local()
 def _divide_is_exact() -> bool:
     """Whether ``cv2.divide(uint8, 255.0, dtype=CV_32F)`` gives exactly ``_TO_UNIT`` on this OpenCV build.
 
-    Checked once, on every uint8 value at every offset of its vector loop and its scalar tail, written into a
-    strided float32 rectangle as the letterbox does; where it is not exact the letterbox uses ``cv2.LUT``
-    with ``_TO_UNIT`` (exact by construction, about three times slower).
+    Checked once, on every uint8 value both in its vector loop (rows of 261 values, shifted row to row) and in
+    its scalar path (a column of rows one value wide), written into strided float32 rectangles as the letterbox
+    does; where it is not exact the letterbox uses ``cv2.LUT`` with ``_TO_UNIT`` (exact by construction, about
+    three times slower).
     """
-    src = ((np.arange(67)[:, None] * 7 + np.arange(261)) % 256).astype(np.uint8)
-    dst = np.full((69, 263), np.nan, np.float32)
-    roi = dst[1:-1, 1:-1]
-    got = cv2.divide(src, 255.0, dst=roi, dtype=cv2.CV_32F)
-    return bool(
-        got.ctypes.data == roi.ctypes.data
-        and np.array_equal(roi, _TO_UNIT[0, src])
-        and np.isnan(dst[[0, -1]]).all()
-        and np.isnan(dst[:, [0, -1]]).all()
-    )
+    wide = ((np.arange(67)[:, None] * 7 + np.arange(261)) % 256).astype(np.uint8)
+    narrow = np.arange(256, dtype=np.uint8).reshape(256, 1)
+    for src in (wide, narrow):
+        dst = np.full((src.shape[0] + 2, src.shape[1] + 2), np.nan, np.float32)
+        roi = dst[1:-1, 1:-1]
+        got = cv2.divide(src, 255.0, dst=roi, dtype=cv2.CV_32F)
+        if not (
+            got is roi
+            and np.array_equal(roi, _TO_UNIT[0, src])
+            and np.isnan(dst[[0, -1]]).all()
+            and np.isnan(dst[:, [0, -1]]).all()
+        ):
+            return False
+    return True
 
 
 _EXACT_DIVIDE = _divide_is_exact()
