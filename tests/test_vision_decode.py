@@ -167,6 +167,9 @@ def test_empty_and_validation():
     dets = postprocess(out, [info, info])
     assert [len(d) for d in dets] == [0, 0]
     assert dets[0].boxes.shape == (0, 4) and dets[0].class_ids.dtype == np.int64
+    out[:, 4, :10] = 0.9  # candidates, but max_det=0 keeps none of them
+    assert [len(d) for d in postprocess(out, [info, info], max_det=0)] == [0, 0]
+    assert len(postprocess(out, [info, info], max_det=1)[0]) == 1
     with pytest.raises(ValueError):  # fewer letterbox infos than images: a caller's bug
         postprocess(out, [info])
     with pytest.raises(UnsupportedModelError, match="detect output"):  # not a detect head: the user's model

@@ -11,7 +11,16 @@ import pytest
 
 from trtbuild.errors import InputError
 from trtbuild.vision.io import iter_sources
-from trtbuild.vision.letterbox import PAD_VALUE, letterbox, letterbox_batch, letterbox_info, scale_boxes
+import trtbuild.vision.letterbox as lb_module
+from trtbuild.vision.letterbox import (
+    PAD_VALUE,
+    LetterboxInfo,
+    letterbox,
+    letterbox_batch,
+    letterbox_info,
+    letterbox_into,
+    scale_boxes,
+)
 
 SHAPES = [640, (320, 480), (480, 320)]
 
@@ -170,6 +179,62 @@ def test_threads_do_not_share_scratch(photos):
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_letterbox_into_slots_of_one_buffer(photos):
+    imgs = list(photos.values())
+    batch = np.full((len(imgs) + 1, 3, 320, 480), np.nan, np.float32)
+    for i, img in enumerate(imgs):
+        info = letterbox_into(img, (320, 480), batch[i])
+        single, expected = letterbox(img, (320, 480))
+        assert isinstance(info, LetterboxInfo) and info == expected
+        np.testing.assert_array_equal(batch[i], single)
+    assert np.isnan(batch[-1]).all()  # only the slot given is written
+    # a slot that held another image (other padding) is fully overwritten
+    letterbox_into(imgs[1], (320, 480), batch[0])
+    np.testing.assert_array_equal(batch[0], letterbox(imgs[1], (320, 480))[0])
+
+
+def test_letterbox_into_rejects_bad_slots(photos):
+    img = next(iter(photos.values()))
+    for bad in (
+        np.zeros((3, 640, 640), np.float64),
+        np.zeros((3, 640, 320), np.float32),
+        np.zeros((1, 3, 640, 640), np.float32),
+        np.zeros((640, 640, 3), np.float32).transpose(2, 0, 1),
+        [[0.0]],
+    ):
+        with pytest.raises(ValueError, match="out_slot"):
+            letterbox_into(img, 640, bad)
+    with pytest.raises(InputError, match="BGR uint8"):
+        letterbox_into(img[..., 0], 640, np.zeros((3, 640, 640), np.float32))
+
+
+def test_letterbox_into_from_worker_threads(photos):
+    """Several threads letterbox into different slots of one shared buffer at once, as the streaming layer does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    imgs = list(photos.values())
+    expected = np.stack([letterbox(img, 640)[0] for img in imgs])
+    batch = np.full((len(imgs), 3, 640, 640), np.nan, np.float32)
+    rng = np.random.default_rng(4)
+    with ThreadPoolExecutor(4) as pool:
+        for rnd in range(4):
+            order = rng.permutation(len(imgs)).tolist()  # submission order; image j → slot (j + rnd) % n
+            jobs = [pool.submit(letterbox_into, imgs[j], 640, batch[(j + rnd) % len(imgs)]) for j in order]
+            infos = [f.result() for f in jobs]
+            assert infos == [letterbox_info(imgs[j].shape, 640) for j in order]
+            for j in range(len(imgs)):
+                np.testing.assert_array_equal(batch[(j + rnd) % len(imgs)], expected[j], err_msg=f"round {rnd}")
+
+
+def test_lut_fallback_is_identical(photos, monkeypatch):
+    """Where cv2.divide were not exact, the cv2.LUT path takes over with the very same output."""
+    assert lb_module._divide_is_exact() == lb_module._EXACT_DIVIDE
+    fast = {name: letterbox(img, (320, 480))[0] for name, img in photos.items()}
+    monkeypatch.setattr(lb_module, "_EXACT_DIVIDE", not lb_module._EXACT_DIVIDE)
+    for name, img in photos.items():
+        np.testing.assert_array_equal(letterbox(img, (320, 480))[0], fast[name], err_msg=name)
 
 
 def test_scale_boxes_matches_ultralytics(photos):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .decode import Detections, postprocess, postprocess_end2end
 from .draw import draw_detections
 from .io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_sources
-from .letterbox import LetterboxInfo, letterbox_batch, letterbox_info, scale_boxes
+from .letterbox import LetterboxInfo, letterbox_batch, letterbox_info, letterbox_into, scale_boxes
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -21,6 +21,7 @@ __all__ = [
     "iter_sources",
     "letterbox_batch",
     "letterbox_info",
+    "letterbox_into",
     "postprocess",
     "postprocess_end2end",
     "scale_boxes",

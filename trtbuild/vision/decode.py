@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InputError, UnsupportedModelError
 from .letterbox import LetterboxInfo, scale_boxes
-from .nms import nms
+from .nms import f32_threshold, nms_sorted
 
 MAX_WH = 7680  # per-class coordinate offset (pixels) that keeps classes apart in class-aware NMS
 
@@ -59,7 +59,11 @@ def _classes_mask(class_ids: np.ndarray, classes: Iterable[int] | None) -> np.nd
 def _decode_one(
     pred: np.ndarray, conf: float, iou: float, max_det: int, agnostic: bool, classes, max_nms: int, multi_label: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NMS of one image's (4+nc, A) head output; boxes stay in network-input pixels."""
+    """NMS of one image's (4+nc, A) head output; boxes stay in network-input pixels.
+
+    Only the candidate columns are ever copied: scores are reduced in place over the class rows, then the
+    candidates are put in score order once and their four coordinate rows gathered in that order.
+    """
     cls_scores = pred[4:]
     best = cls_scores.max(0)
     cand = np.flatnonzero(best > conf)
@@ -78,15 +82,17 @@ def _decode_one(
             cand, class_ids, scores = cand[keep], class_ids[keep], scores[keep]
     if cand.size == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
-    if cand.size > max_nms:  # keep the max_nms best-scoring candidates
-        top = np.argsort(-scores, kind="stable")[:max_nms]
-        cand, class_ids, scores = cand[top], class_ids[top], scores[top]
-    xywh = pred[:4, cand].T
-    half_wh = xywh[:, 2:] / np.float32(2)
-    boxes = np.concatenate([xywh[:, :2] - half_wh, xywh[:, :2] + half_wh], axis=1)
-    offset = class_ids.astype(np.float32) * np.float32(0 if agnostic else MAX_WH)
-    kept = nms(boxes + offset[:, None], scores, iou, max_keep=max_det)
-    return boxes[kept], scores[kept], class_ids[kept]
+    # score order (stable: ties keep anchor order); the max_nms best-scoring candidates
+    order = np.argsort(-scores, kind="stable")[:max_nms]
+    cand, class_ids, scores = cand[order], class_ids[order], scores[order]
+    xywh = np.take(pred[:4], cand, axis=1)  # (4, k), C order: the only copy of box data
+    half_wh = xywh[2:] / np.float32(2)
+    boxes = np.empty_like(xywh)  # (4, k) x1, y1, x2, y2
+    np.subtract(xywh[:2], half_wh, out=boxes[:2])
+    np.add(xywh[:2], half_wh, out=boxes[2:])
+    shifted = boxes if agnostic else boxes + class_ids.astype(np.float32) * np.float32(MAX_WH)
+    kept = nms_sorted(shifted, f32_threshold(iou), max_det)
+    return boxes[:, kept].T, scores[kept], class_ids[kept]
 
 
 def postprocess(

@@ -1,7 +1,9 @@
 """Exact greedy non-maximum suppression in vectorized NumPy (same kept set as ``torchvision.ops.nms``).
 
 Greedy NMS is the unique fixed point of "keep a box iff no kept higher-scoring box overlaps it", found by
-iterating over an overlap relation (a matrix, sparse pairs, or matrix chunks), never by a Python loop over boxes.
+iterating over an overlap relation (sparse pairs, or matrix chunks). Up to ``SMALL_N`` boxes (a detector's
+usual case) one IoU matrix is packed into one bit row per box and walked once in score order: a handful of
+integer operations per box instead of repeated matrix products.
 """
 
 from __future__ import annotations
@@ -60,6 +62,55 @@ def _greedy_dense(over: np.ndarray) -> np.ndarray:
             break
         keep = new
     return keep.astype(bool)
+
+
+def _greedy_bits(over: np.ndarray, limit: int) -> np.ndarray:
+    """Indices kept by greedy NMS from the (m, m) overlap matrix of m boxes in score order (diagonal ignored).
+
+    Row i packed into one integer: box i, when kept, removes every box j with bit j set; boxes before i are
+    already decided, so their bits do not matter.
+    """
+    rows = np.packbits(over, axis=1, bitorder="little")
+    kept: list[int] = []
+    removed = 0
+    for i in range(over.shape[0]):
+        if not removed >> i & 1:
+            kept.append(i)
+            if len(kept) == limit:
+                break
+            removed |= int.from_bytes(rows[i], "little")
+    return np.array(kept, np.int64)
+
+
+def _overlap_matrix(xyxy: np.ndarray, area: np.ndarray, thr: np.float32) -> np.ndarray:
+    """(m, m) IoU > thr of m boxes given as a (4, m) float32 array; ``_iou_gt`` in fewer, stacked operations."""
+    xy1, xy2 = xyxy[:2], xyxy[2:]
+    wh = np.minimum(xy2[:, :, None], xy2[:, None, :])  # (2, m, m): min(x2), min(y2)
+    wh -= np.maximum(xy1[:, :, None], xy1[:, None, :])
+    np.maximum(wh, 0, out=wh)
+    inter = np.multiply(wh[0], wh[1], out=wh[0])
+    union = area[:, None] + area
+    union -= inter
+    return np.divide(inter, union, out=inter) > thr  # 0/0 (two empty boxes) is NaN: not an overlap
+
+
+def nms_sorted(xyxy: np.ndarray, thr: np.float32, limit: int, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    """Greedy NMS of boxes already in score order (highest first), given as a (4, n) float32 x1, y1, x2, y2 array.
+
+    ``thr`` is ``f32_threshold(iou)``; returns the kept positions (at most ``limit``), in order.
+    """
+    if limit <= 0:
+        return np.empty(0, np.int64)
+    xyxy = np.ascontiguousarray(xyxy, dtype=np.float32)  # row-wise operations below want C order
+    x1, y1, x2, y2 = xyxy
+    area = (x2 - x1) * (y2 - y1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if x1.shape[0] <= SMALL_N:
+            return _greedy_bits(_overlap_matrix(xyxy, area, thr), limit)
+        c = (x1, y1, x2, y2, area)
+        pairs = _x_overlap_pairs(x1, x2)
+        keep = _nms_sparse(c, pairs, thr) if pairs is not None else _nms_chunked(c, thr, limit, chunk)
+    return keep[:limit]
 
 
 def _greedy_sparse(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -139,14 +190,5 @@ def nms(
     limit = n if max_keep is None else min(int(max_keep), n)
     if n == 0 or limit <= 0:
         return np.empty(0, np.int64)
-    thr = f32_threshold(float(iou_threshold))
     order = np.argsort(-scores, kind="stable")
-    x1, y1, x2, y2 = np.ascontiguousarray(boxes[order].T)
-    c = (x1, y1, x2, y2, (x2 - x1) * (y2 - y1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if n <= SMALL_N:
-            keep = np.flatnonzero(_greedy_dense(_iou_gt(tuple(v[:, None] for v in c), c, thr)))
-        else:
-            pairs = _x_overlap_pairs(x1, x2)
-            keep = _nms_sparse(c, pairs, thr) if pairs is not None else _nms_chunked(c, thr, limit, chunk)
-    return order[keep[:limit]]
+    return order[nms_sorted(np.ascontiguousarray(boxes[order].T), f32_threshold(float(iou_threshold)), limit, chunk)]
