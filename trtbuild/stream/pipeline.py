@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..runtime.base import Runner
 from ..vision.decode import Detections, postprocess, postprocess_end2end
 from ..vision.draw import draw_detections
-from ..vision.letterbox import LetterboxInfo, letterbox_batch
+from ..vision.letterbox import LetterboxInfo, letterbox_into
 from .batcher import Batch, Batcher
 from .sinks import JsonLines, Pictures, Videos
 from .sources import Frame, Reader, SourceSpec
@@ -186,7 +186,7 @@ class Pipeline:
         info = None
         try:
             if slot.view is not None:
-                info = letterbox_batch([image], self.hw, out=slot.view[None])[1][0]
+                info = letterbox_into(image, self.hw, slot.view)
         except BaseException:
             self.batcher.commit(slot, None)
             raise
