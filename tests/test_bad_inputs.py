@@ -343,18 +343,21 @@ def test_every_command_has_an_example_and_every_option_a_sentence():
 
 
 def test_readme_command_lines_use_real_commands_and_flags():
-    """Every ``trtbuild …`` line in the README's code blocks names a real command and only its real flags."""
+    """Every ``trtbuild …`` line in the code blocks of the README and of every page in docs/ names a real command
+    and only its real flags."""
     import re
 
     import click
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    commands, lang = [], None
-    for raw in readme.splitlines():
-        if raw.startswith("```"):
-            lang = raw[3:].strip() if lang is None else None
-        elif lang in ("bash", "sh", ""):
-            commands.append(raw)
+    root = Path(__file__).resolve().parents[1]
+    commands = []
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        lang = None
+        for raw in page.read_text().splitlines():
+            if raw.startswith("```"):
+                lang = raw[3:].strip() if lang is None else None
+            elif lang in ("bash", "sh", ""):
+                commands.append(raw)
     checked = 0
     for line in (ln.split(" #")[0].strip() for ln in commands):
         if not line.startswith("trtbuild "):
@@ -369,7 +372,7 @@ def test_readme_command_lines_use_real_commands_and_flags():
         for flag in re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", line):  # synopsis lines too: [--iou 0.7]
             assert flag in flags or f"--{flag.split('--')[-1]}" in flags, (line, flag)
         checked += 1
-    assert checked >= 15, checked
+    assert checked >= 25, checked
 
 
 def test_progress_is_a_few_lines_in_a_log(model, tmp_path):

@@ -1,8 +1,8 @@
 """trtbuild: compile YOLOv8 detectors into TensorRT engines and run them fast.
 
 The Python API is the CLI's: every stage is ``stage(input artifact(s), config) -> StageResult`` with its typed config
-in ``trtbuild.config``; the tasks (infer, evaluate, bench, budget, report, doctor, the pipeline) and ``open_runner``
-sit on top. Heavy dependencies (torch, ultralytics, TensorRT, pycuda, onnxruntime, matplotlib) are imported only
+in ``trtbuild.config``; the tasks (infer, evaluate, bench, budget, report, doctor, the pipeline), ``stream`` (video and
+cameras) and ``open_runner`` sit on top. Heavy dependencies (torch, ultralytics, TensorRT, pycuda, onnxruntime, matplotlib) are imported only
 by the functions that need them, so ``import trtbuild`` works on any host.
 """
 
@@ -21,6 +21,7 @@ from .config import (
     PipelineConfig,
     ReportConfig,
     SimplifyConfig,
+    StreamConfig,
 )
 from .runtime.base import Runner
 from .runtime.open import open_runner
@@ -30,6 +31,7 @@ from .stages.precision.calibrate import calibrate
 from .stages.precision.fp16 import fp16
 from .stages.precision.int8 import int8
 from .stages.simplify import simplify
+from .stream import StreamResult, stream
 from .tasks.bench import run_bench as bench
 from .tasks.bench_triton import run_bench_triton as bench_triton
 from .tasks.budget import fit_budget as budget
@@ -47,8 +49,8 @@ from .version import __version__
 __all__ = [
     "__version__", "StageResult", "Host", "probe_host",
     "ExportConfig", "SimplifyConfig", "NmsConfig", "FP16Config", "CalibrateConfig", "Int8Config", "BuildConfig",
-    "BudgetConfig", "ReportConfig", "PipelineConfig", "DeployConfig",
+    "BudgetConfig", "ReportConfig", "PipelineConfig", "DeployConfig", "StreamConfig", "StreamResult",
     "export", "simplify", "nms", "fp16", "calibrate", "int8", "build", "budget", "report", "run_pipeline",
-    "Runner", "open_runner", "Predictor", "infer", "evaluate", "bench", "doctor",
+    "Runner", "open_runner", "Predictor", "infer", "stream", "evaluate", "bench", "doctor",
     "deploy_triton", "deploy_ultralytics", "bench_triton",
 ]
