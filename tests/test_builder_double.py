@@ -265,7 +265,7 @@ def test_build_returning_none_is_a_build_error_with_the_logged_reason(model, hos
     trt, h = host("10.13.3.9")
     trt._double.fail_build = "9: Skipping tactic 0x1 due to insufficient memory on requested size of 4096 MiB"
     with pytest.raises(BuildError, match=r"TensorRT 10.13.3.9 could not build the fp16 engine \(9: Skipping tactic .*"
-                                         r"4096 MiB\); try a larger workspace_mb \(--workspace-mb\)"):
+                                         r"4096 MiB\); try a larger workspace \(workspace_mb=8192\)"):
         build(model, BuildConfig(precision="fp16", out_dir=tmp_path), host=h, progress=False)
     assert not list(tmp_path.glob("*.engine")) and not list(tmp_path.glob("*.json"))
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from trtbuild.cli import cli
-from trtbuild.config import BuildConfig, DeployConfig, ExportConfig
+from trtbuild.config import BuildConfig, DeployConfig, ExportConfig, UltralyticsConfig
 from trtbuild.cuda.probe import CudaProbe
 from trtbuild.errors import InputError
 from trtbuild.layout import sidecar_path
@@ -58,7 +58,7 @@ def test_rtx_engines_are_refused_with_the_way_out(engine, tmp_path):
     with pytest.raises(InputError, match="TensorRT-RTX engine; Triton's TensorRT backend loads .* or deploy the ONNX"):
         deploy_triton(engine, DeployConfig(out=tmp_path / "repo"))
     with pytest.raises(InputError, match="TensorRT-RTX engine; ultralytics .*standard TensorRT engines only"):
-        deploy_ultralytics(engine, tmp_path / "u.engine")
+        deploy_ultralytics(engine, UltralyticsConfig(out=tmp_path / "u.engine"))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 

@@ -253,7 +253,7 @@ def test_a_stage_never_builds_from_an_intermediate_of_another_model(tmp_path):
         assert res.exit_code == 0, res.output
     before = shas(out)
     stale = run("build", out / "m.sim.onnx", "--precision", "fp16", "--flavor", "rtx", "--out-dir", out, host=None)
-    refused(stale, 2, "m.fp16.onnx: not made from", "m.sim.onnx as it is now", "trtbuild engine --precision fp16")
+    refused(stale, 2, "m.fp16.onnx: not made from", "m.sim.onnx as it is now", "(`trtbuild engine`, --precision fp16")
     assert_intact(before)
 
     again = run("engine", "--model", b, *common, host=None)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from trtbuild.cli import cli
-from trtbuild.config import BuildConfig, CalibrateConfig, ExportConfig, FP16Config, Int8Config
+from trtbuild.config import BuildConfig, CalibrateConfig, CheckConfig, ExportConfig, FP16Config, Int8Config
 from trtbuild.cuda.probe import CudaProbe
 from trtbuild.errors import BuildError, InputError
 from trtbuild.layout import layers_path, sidecar_path
@@ -80,7 +80,7 @@ def test_reference_model_builds_a_real_rtx_engine_per_precision(reference, host,
                           {"name": "output0", "mode": "output", "shape": [1, 12, 8400], "dtype": "float32"}]
     assert set(meta["outputs"]) == {engine.name} and not layers_path(engine).exists()  # no GPU: no inspector
     assert meta["build_seconds"] > 0 and "ahead of time" in meta["notes"][-1]
-    checked = check(reference.with_name(source), "rtx", host=host)
+    checked = check(reference.with_name(source), CheckConfig("rtx"), host=host)
     assert checked.report["ok"] and checked.report["layers"] == layers
 
 
@@ -88,7 +88,7 @@ def test_check_accepts_every_qdq_pair_and_flags_nms(reference, host):
     from trtbuild.config import NmsConfig
     from trtbuild.stages.nms import nms_stage
 
-    q = check(reference.with_name("shapes.int8.onnx"), "rtx", host=host).report
+    q = check(reference.with_name("shapes.int8.onnx"), CheckConfig("rtx"), host=host).report
     assert q["ok"] and q["qdq"]["quantize_layers"] == q["qdq"]["onnx_quantize"] == 84
     assert q["qdq"]["dequantize_layers"] == q["qdq"]["onnx_dequantize"]
     e2e = nms_stage(reference, NmsConfig()).output

@@ -13,6 +13,7 @@ from .config import (
     BudgetConfig,
     BuildConfig,
     CalibrateConfig,
+    CheckConfig,
     DeployConfig,
     ExportConfig,
     FP16Config,
@@ -22,6 +23,7 @@ from .config import (
     ReportConfig,
     SimplifyConfig,
     StreamConfig,
+    UltralyticsConfig,
 )
 from .runtime.base import Runner
 from .runtime.open import open_runner
@@ -43,14 +45,16 @@ from .tasks.pipeline import run_pipeline
 from .tasks.predictor import Predictor
 from .tasks.report import precision_report as report
 from .trt.builder import build
+from .trt.check import check
 from .trt.host import Host, probe_host
 from .version import __version__
 
 __all__ = [
     "__version__", "StageResult", "Host", "probe_host",
     "ExportConfig", "SimplifyConfig", "NmsConfig", "FP16Config", "CalibrateConfig", "Int8Config", "BuildConfig",
+    "CheckConfig", "UltralyticsConfig",
     "BudgetConfig", "ReportConfig", "PipelineConfig", "DeployConfig", "StreamConfig", "StreamResult",
-    "export", "simplify", "nms", "fp16", "calibrate", "int8", "build", "budget", "report", "run_pipeline",
+    "export", "simplify", "nms", "fp16", "calibrate", "int8", "build", "budget", "report", "check", "run_pipeline",
     "Runner", "open_runner", "Predictor", "infer", "stream", "evaluate", "bench", "doctor",
     "deploy_triton", "deploy_ultralytics", "bench_triton",
 ]

@@ -92,7 +92,7 @@ def _choice(param: str, value, choices) -> None:
 def _plain_name(param: str, value: str | None) -> None:
     """An artifact base name: a file name inside the chosen folder, never a path out of it."""
     if value is not None and (not value or value in (".", "..") or any(c in value for c in "/\\\0")):
-        raise InputError(f"{param}={value!r}: a file name without folders (outputs go into --out-dir)", param=param)
+        raise InputError(f"{param}={value!r}: a file name without folders (outputs go into the out_dir folder)", param=param)
 
 
 def _enough_calibration_images(param: str, num: int) -> None:
@@ -272,6 +272,16 @@ class BuildConfig(StageConfig):
 
 
 @dataclass(frozen=True)
+class CheckConfig(StageConfig):
+    """The preflight parse: which TensorRT flavor parses the ONNX (``auto``: the one a build would use)."""
+
+    flavor: str = "auto"
+
+    def __post_init__(self):
+        _choice("flavor", self.flavor, TRT_FLAVORS)
+
+
+@dataclass(frozen=True)
 class BudgetConfig(StageConfig):
     """The INT8 accuracy budget: convs fall back to float until mAP50-95 drops ≤ ``max_map_drop`` points."""
 
@@ -409,6 +419,17 @@ class DeployConfig(StageConfig):
         for param, value in (("conf", self.conf), ("iou", self.iou)):
             if not 0 <= value <= 1:
                 raise InputError(f"{param}={value}: must lie in [0, 1]", param=param)
+
+
+@dataclass(frozen=True)
+class UltralyticsConfig(StageConfig):
+    """An engine with ultralytics' metadata header, for ``YOLO("x.engine")``."""
+
+    out: Path | None = None  # [default: <engine stem>.ultralytics.engine beside it]
+
+    def __post_init__(self):
+        if self.out is not None:
+            object.__setattr__(self, "out", Path(self.out))
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,18 @@ def nms_path(onnx_path: str | Path, variant: str) -> Path:
     return p.with_name(f"{onnx_stem(p)}.{tag}.onnx")
 
 
+def check_report(onnx_path: str | Path) -> Path:
+    """``X.onnx`` → ``X.check.json``: what ``trtbuild check`` found in it."""
+    p = Path(onnx_path)
+    return p.with_name(onnx_stem(p) + ".check.json")
+
+
+def ultralytics_engine(engine: str | Path) -> Path:
+    """``X.fp16.engine`` → ``X.fp16.ultralytics.engine``: the copy with ultralytics' metadata header."""
+    engine = Path(engine)
+    return engine.with_name(f"{engine.stem}.ultralytics{engine.suffix}")
+
+
 def onnx_report_path(onnx_path: str | Path) -> Path:
     """``X.onnx`` → ``X.json``: the report beside an ONNX a stage wrote (NMS)."""
     return Path(onnx_path).with_suffix(".json")

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from ..config import DeployConfig
+from ..config import DeployConfig, UltralyticsConfig
 from ..errors import ServerGoneError
 from ..serve.triton_server import TritonServer
 from ..tasks.deploy import deploy_triton, deploy_ultralytics
@@ -82,14 +82,14 @@ def deploy_triton_cmd(model, out, name, backend, max_batch, preferred_batch, max
     cfg = DeployConfig(out=out, name=name, backend=backend, max_batch=max_batch, preferred_batch=preferred_batch,
                        max_queue_delay_us=max_queue_delay_us, instances=instances, gpus=gpus,
                        cuda_graphs=cuda_graphs, warmup=warmup, conf=conf, iou=iou, max_det=max_det,
-                       config_override=config_override)
-    res = deploy_triton(model, cfg, force=force, overwrite=overwrite)
-    det = res["detector"]
-    click.echo(f"deploy    {model} → {res['out']}/ ({res['backend']}; models {', '.join(res['models'])}; "
+                       config_override=config_override, force=force, overwrite=overwrite)
+    res = deploy_triton(model, cfg)
+    r, det = res.report, res.report["detector"]
+    click.echo(f"deploy    {model} → {res.output}/ ({r['backend']}; models {', '.join(r['models'])}; "
                f"max batch {det.max_batch}, preferred {','.join(map(str, det.preferred)) or '-'}, "
                f"{instances} instance(s))")
-    click.echo(f"serve it: trtbuild serve {res['out']}   or   tritonserver --model-repository={res['out']}")
-    click.echo(f"query it: trtbuild infer --triton grpc://localhost:8001 {res['ensemble'][:-4]} IMAGE")
+    click.echo(f"serve it: trtbuild serve {res.output}   or   tritonserver --model-repository={res.output}")
+    click.echo(f"query it: trtbuild infer --triton grpc://localhost:8001 {r['ensemble'][:-4]} IMAGE")
 
 
 @deploy_cmd.command("ultralytics")
@@ -108,9 +108,10 @@ def deploy_ultralytics_cmd(engine, out, force, overwrite):
     Example:
       trtbuild deploy ultralytics engines/yolov8n.fp16.engine   # → engines/yolov8n.fp16.ultralytics.engine
     """
-    res = deploy_ultralytics(engine, out, force, overwrite)
-    click.echo(f"deploy    {engine} → {res['out']} (header {res['header_bytes']} B + engine {res['engine_bytes']} B; "
-               f"{len(res['metadata'].get('names', {}))} class names)")
+    res = deploy_ultralytics(engine, UltralyticsConfig(out=out, force=force, overwrite=overwrite))
+    r = res.report
+    click.echo(f"deploy    {engine} → {res.output} (header {r['header_bytes']} B + engine {r['engine_bytes']} B; "
+               f"{len(r['metadata'].get('names', {}))} class names)")
 
 
 @click.command("serve")

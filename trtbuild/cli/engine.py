@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..artifacts import write_bytes_atomic, write_json_atomic
-from ..config import DEFAULT_CALIB, DEFAULT_OUT_DIR, HW_COMPAT, INT8_MODES, TRT_FLAVORS, BuildConfig
+from ..config import DEFAULT_CALIB, DEFAULT_OUT_DIR, HW_COMPAT, INT8_MODES, TRT_FLAVORS, BuildConfig, CheckConfig
 from ..errors import InputError
 from ..layout import layers_path
 from ..trt.builder import build
@@ -103,7 +103,7 @@ def check_cmd(onnx, flavor, as_json, force, overwrite):
     whether the Q/DQ pairs became quantize layers, and layers the flavor cannot build. Exit 2 when it finds any
     problem. Example: trtbuild check engines/shapes-yolov8n.int8.onnx
     """
-    res = check(onnx, flavor, host=current_host(), force=force, overwrite=overwrite)
+    res = check(onnx, CheckConfig(flavor, force=force, overwrite=overwrite), host=current_host())
     r = res.report
     if as_json:
         click.echo(json.dumps(r, indent=2))

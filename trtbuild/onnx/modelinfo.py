@@ -17,7 +17,8 @@ from ..errors import InputError, UnsupportedModelError
 from ..iospec import IOSpec
 from .graph import get_metadata, io_specs, load_onnx, parse_literal
 
-DEFAULT_IMGSZ = (640, 640)
+DEFAULT_IMGSZ = (640, 640)  # the size YOLO models are trained and exported at
+DEFAULT_STRIDE = 32  # the largest stride of a YOLO detect head
 
 
 def _static(d) -> bool:
@@ -73,7 +74,7 @@ class ModelInfo:
             imgsz = (meta, meta) if isinstance(meta, int) else (tuple(int(v) for v in meta) if meta else None)
         else:
             imgsz = (int(h), int(w))
-        stride = parse_literal(metadata.get("stride"), 32)
+        stride = parse_literal(metadata.get("stride"), DEFAULT_STRIDE)
         return cls(
             input=inp, outputs=tuple(outputs), names={int(k): str(v) for k, v in names.items()}, imgsz=imgsz,
             batch=int(b) if _static(b) else None, dynamic_hw=dynamic_hw,
@@ -97,4 +98,4 @@ class ModelInfo:
         channels_ok = len(out) == 3 and (out[1] >= 5 if isinstance(out[1], int) else bool(self.names))
         if self.end2end or not channels_ok:
             raise InputError(f"{source}: output {list(out)} is not a YOLOv8 detect head [B, 4+nc, A]; "
-                             "pass the raw export (not an end-to-end --nms model)")
+                             "pass the raw export, not one with NMS appended")

@@ -84,7 +84,7 @@ class TritonClient:
         self._call(self.client.is_server_live, what="is the server running?")
         if not self._call(self.client.is_model_ready, self.model):
             raise ServerError(f"{self.url}: no ready model {self.model!r} (models there: {self._models()}); "
-                              "deploy one with `trtbuild deploy triton MODEL --out REPO`")
+                              "deploy one there with `trtbuild deploy triton`")
         config = self.model_config(self.model)
         params = {k: json.loads(v["string_value"]) for k, v in config.get("parameters", {}).items()}
         if "detector" not in params:

@@ -21,7 +21,7 @@ from ..errors import ParityError, UnsupportedModelError
 from ..layout import sim_path, simplify_report_path
 from ..onnx.compare import parity_error
 from ..onnx.graph import io_specs, load_onnx, op_histogram
-from ..onnx.modelinfo import ModelInfo
+from ..onnx.modelinfo import DEFAULT_IMGSZ, ModelInfo
 
 STAGE = "simplify"
 STAGE_VERSION = 2
@@ -40,11 +40,11 @@ def _concrete_input(spec, cfg: SimplifyConfig, hw: tuple[int, int]) -> tuple[int
 
 
 def _run_hw(model: onnx.ModelProto) -> tuple[int, int]:
-    """The size a YOLO model runs at (its static size, else its export's); 640 for any other graph."""
+    """The size a YOLO model runs at (its static size, else its export's); the default size for any other graph."""
     try:
         return ModelInfo.of_onnx(model).run_hw()
     except UnsupportedModelError:
-        return 640, 640
+        return DEFAULT_IMGSZ
 
 
 def parity(reference, candidate, cfg: SimplifyConfig) -> dict:
@@ -60,7 +60,7 @@ def parity(reference, candidate, cfg: SimplifyConfig) -> dict:
     cand = ort.InferenceSession(candidate, opts, providers=["CPUExecutionProvider"])
     ref_model = load_onnx(reference, check=False) if isinstance(reference, (str, Path)) else None
     ins, _ = io_specs(ref_model) if ref_model is not None else ([], [])
-    hw = _run_hw(ref_model) if ref_model is not None else (640, 640)
+    hw = _run_hw(ref_model) if ref_model is not None else DEFAULT_IMGSZ
     rng = np.random.default_rng(cfg.seed)
     feeds = {}
     for spec in ins:

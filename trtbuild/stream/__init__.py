@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 
 from ..config import StreamConfig
+from ..onnx.modelinfo import DEFAULT_IMGSZ
 from ..runtime.base import Runner
 from ..runtime.onnx import OnnxRunner
 from ..runtime.open import open_runner
@@ -55,7 +56,7 @@ def build_pipeline(models: Sequence, specs: Sequence[SourceSpec], config: Stream
                    on_event: Callable[[int, str, str], None] | None = None) -> Pipeline:
     """A ``Pipeline`` for ``models`` (as ``open_models`` gives them) over ``specs``, set up from ``config``."""
     first = models[0]
-    hw = first.info.run_hw() if isinstance(first, Runner) else (640, 640)
+    hw = first.info.run_hw() if isinstance(first, Runner) else DEFAULT_IMGSZ
     batch = default_batch(first, specs, config.batch)
     check_batch_memory(batch, hw, getattr(first, "path", "the model"), buffers=config.buffers)
     return Pipeline(models, specs, hw=hw, batch=batch, conf=config.conf, iou=config.iou, max_det=config.max_det,

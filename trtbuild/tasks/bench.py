@@ -191,7 +191,7 @@ def run_bench(models: Sequence[str | os.PathLike], batches: list[int] | None = N
             if r.static_batch and r.static_batch not in batches:
                 raise InputError(f"batches={','.join(map(str, batches))}: {m} takes batch {r.static_batch} only "
                                  f"(static), so nothing of it would be measured; add batch {r.static_batch}, or "
-                                 "export with a dynamic batch (trtbuild export --dynamic)", param="batches")
+                                 "export with a dynamic batch (dynamic=True)", param="batches")
             check_batch_memory(max(batches), r.info.run_hw(imgsz), m)  # before minutes of measuring
         for path, label, runner in zip(models, _labels(models), runners):
             pred = Predictor(runner, conf=conf, iou=iou, imgsz=imgsz, gpu_preprocess=gpu_preprocess)

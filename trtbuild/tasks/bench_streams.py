@@ -50,7 +50,7 @@ def _first_frames(specs: Sequence[SourceSpec], n: int) -> list[np.ndarray]:
             paths = [spec.uri] if spec.kind == "image" else list_images(spec.uri)[:1]
             frames += [im for im in map(read_image, paths) if im is not None]
     if not frames:
-        raise InputError("bench --streams: no frame could be read from the sources; give video files or images")
+        raise InputError("the streaming benchmark: no frame could be read from the sources; give video files or images")
     return [frames[i % len(frames)] for i in range(n)]
 
 
@@ -125,12 +125,12 @@ def run_bench_streams(model, sources, config: StreamConfig = StreamConfig(), hos
     """The four measurements of the module docstring; returns the report (JSON-ready)."""
     specs = parse_sources(sources)
     if any(s.live for s in specs):
-        raise InputError("bench --streams measures files (videos, images): a live source has no end and no "
+        raise InputError("the streaming benchmark measures files (videos, images): a live source has no end and no "
                          "repeatable content; record it to a file first")
     with open_models(model, config, host) as models:
         first = models[0]
         if not isinstance(first, Runner):
-            raise InputError("bench --streams needs a local model file (.onnx or .engine)")
+            raise InputError("the streaming benchmark needs a local model file (.onnx or .engine)")
         hw = first.info.run_hw()
         batch, end2end = default_batch(first, specs, config.batch), first.info.end2end
         example = letterbox_batch(_first_frames(specs, batch), hw)[0]

@@ -23,13 +23,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import owned
-from ..artifacts import (current_umask, deferred_interrupts, output_folders, read_json, sha256_file, temp_prefix,
+from ..artifacts import (StageResult, current_umask, deferred_interrupts, output_folders, read_json, sha256_file, temp_prefix,
                          write_bytes_atomic, write_json_atomic)
-from ..config import DeployConfig
+from ..config import DeployConfig, UltralyticsConfig
 from ..errors import InputError
-from ..layout import model_name, sidecar_path
+from ..layout import model_name, sidecar_path, ultralytics_engine
 from ..onnx.graph import parse_literal
-from ..onnx.modelinfo import ModelInfo
+from ..onnx.modelinfo import DEFAULT_IMGSZ, DEFAULT_STRIDE, ModelInfo
 from ..runtime.open import ENGINE_SUFFIXES
 from ..serve import triton_config as tc
 from ..serve.triton_server import stub_paths
@@ -78,8 +78,8 @@ def onnx_detector(model: Path, cfg: DeployConfig, backend: str) -> tc.Detector:
         info.require_detect(model)
     if info.batch is not None and (backend != "python" or info.batch != 1):
         raise InputError(f"{model}: static batch {info.batch}; Triton batches requests itself, so export with a "
-                         "dynamic batch (trtbuild export --dynamic)" +
-                         ("" if info.batch != 1 else ", or serve it with --backend python"))
+                         "dynamic batch (dynamic=True)" +
+                         ("" if info.batch != 1 else ", or serve it with backend=python"))
     max_batch = cfg.max_batch or DEFAULT_MAX_BATCH
     out = info.outputs[0]
     out_dims = _dims(out.shape[1:])
@@ -101,12 +101,12 @@ def engine_sidecar(engine: Path, loader: str, way_out: str) -> dict:
                          "build the engine with `trtbuild build` or `trtbuild engine`")
     if meta.get("engine_bytes") not in (None, engine.stat().st_size):
         raise InputError(f"{engine}: {engine.stat().st_size} bytes, but its sidecar records {meta['engine_bytes']}: "
-                         "the engine is truncated or replaced; rebuild it with `trtbuild build ... --force`")
+                         "the engine is truncated or replaced; rebuild it (force=True)")
     recorded = (meta.get("outputs") or {}).get(engine.name)
     if recorded is None or recorded != sha256_file(engine):
         raise InputError(f"{engine}: its sha256 is not the one its sidecar {engine.name}.json records "
                          f"({'none recorded' if recorded is None else 'the file was changed or replaced'}): it is not "
-                         "the engine that was built; rebuild it with `trtbuild build ... --force`")
+                         "the engine that was built; rebuild it (force=True)")
     if meta.get("flavor", "tensorrt") != "tensorrt":
         raise InputError(f"{engine}: a TensorRT-RTX engine; {loader} loads standard TensorRT engines only: "
                          f"{way_out}")
@@ -126,21 +126,21 @@ def engine_detector(engine: Path, cfg: DeployConfig) -> tuple[tc.Detector, dict]
     profile = (meta.get("profiles") or {}).get(inp["name"])
     if not profile or inp["shape"][0] != -1:
         raise InputError(f"{engine}: static batch {inp['shape'][0]}; Triton batches requests itself, so build from "
-                         "a dynamic-batch export: trtbuild engine --dynamic --max-batch 8")
+                         "a dynamic-batch export (dynamic=True, max_batch=8)")
     (min_b, *_), (opt_b, *_), (max_b, *_) = profile
     if min_b != 1:
         raise InputError(f"{engine}: its profile starts at batch {min_b}; Triton sends batches from 1 up, so build "
-                         "with --min-batch 1")
+                         "with min_batch=1")
     if cfg.max_batch and cfg.max_batch > max_b:
         raise InputError(f"max_batch={cfg.max_batch}: the engine's profile ends at batch {max_b}; rebuild with "
-                         f"--max-batch {cfg.max_batch} or deploy with --max-batch {max_b}", param="max_batch")
+                         f"max_batch={cfg.max_batch} or deploy with max_batch={max_b}", param="max_batch")
     max_batch = cfg.max_batch or max_b
     names = {int(k): str(v) for k, v in (meta.get("names") or {}).items()}
     det = tc.Detector(
         input_name=inp["name"], input_dtype=_dtype(inp["dtype"], engine), input_dims=_dims(inp["shape"][1:]),
         output_name=out["name"], output_dtype=_dtype(out["dtype"], engine), output_dims=_dims(out["shape"][1:]),
         max_batch=max_batch, preferred=_preferred(cfg, max_batch, min(opt_b, max_batch)),
-        imgsz=tuple(meta.get("imgsz") or (640, 640)), names=names, end2end=bool(meta.get("end2end")))
+        imgsz=tuple(meta.get("imgsz") or DEFAULT_IMGSZ), names=names, end2end=bool(meta.get("end2end")))
     return det, meta
 
 
@@ -148,7 +148,7 @@ def _backend(model: Path, requested: str) -> str:
     engine = model.suffix.lower() in ENGINE_SUFFIXES
     if engine and requested not in ("auto", "tensorrt"):
         raise InputError(f"backend={requested}: {model} is an engine, served by Triton's TensorRT backend only; "
-                         "deploy the ONNX for --backend onnxruntime or python", param="backend")
+                         "deploy the ONNX for backend=onnxruntime or python", param="backend")
     if not engine and requested == "tensorrt":
         raise InputError(f"backend=tensorrt: {model} is an ONNX; build an engine first (trtbuild build) and "
                          "deploy that", param="backend")
@@ -193,7 +193,7 @@ def _check_out(out: Path, model: Path, name: str, force: bool, overwrite: bool) 
         for f in sorted(folder.rglob("*")):
             if f.is_file() and not owned.is_ours(f):
                 why = "changed since trtbuild wrote it" if owned.record_of(f) else "was not written by trtbuild"
-                raise owned.NotOursError(f, f"{why}, and --force would replace the folder {d}/ that holds it")
+                raise owned.NotOursError(f, f"{why}, and force=True would replace the folder {d}/ that holds it")
     owned.check_replaceable(out / DEPLOY_RECORD, overwrite)
 
 
@@ -227,11 +227,12 @@ def _write(folder: Path, name: str, config, files: dict[str, bytes | Path]) -> N
             dest.write_bytes(data)
 
 
-def deploy_triton(model: str | os.PathLike, cfg: DeployConfig = DeployConfig(), force: bool = False,
-                  overwrite: bool = False) -> dict:
-    """Write ``model`` (an engine or an ONNX) into the Triton model repository ``cfg.out`` as four models; returns a
-    summary (``out``, ``models``, ``backend``, ``detector``). Everything else in ``cfg.out`` stays as it is (see
-    ``_check_out`` for what ``force`` and ``overwrite`` allow)."""
+def deploy_triton(model: str | os.PathLike, cfg: DeployConfig = DeployConfig()) -> StageResult:
+    """Write ``model`` (an engine or an ONNX) into the Triton model repository ``cfg.out`` as four models. The result's
+    output is the repository, its report this deployment's entry of ``trtbuild-deploy.json`` (``models``,
+    ``backend``, ``ensemble``, ``detector``, …). Everything else in ``cfg.out`` stays as it is (see ``_check_out`` for
+    what ``cfg.force`` and ``cfg.overwrite`` allow)."""
+    force, overwrite = cfg.force, cfg.overwrite
     model = Path(model)
     if not model.is_file():
         raise InputError(f"{model}: no such model file; pass an .engine (built by trtbuild) or an .onnx")
@@ -292,7 +293,7 @@ def deploy_triton(model: str | os.PathLike, cfg: DeployConfig = DeployConfig(), 
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return {"out": out, "models": list(configs), "backend": backend, "detector": det, "ensemble": name + tc.E2E}
+    return StageResult(out, out / DEPLOY_RECORD, {**entry, "stage": "deploy-triton", "detector": det}, skipped=False)
 
 
 ULTRALYTICS_LITERALS = ("stride", "batch", "imgsz", "names", "args", "channels", "end2end", "kpt_shape")
@@ -306,8 +307,8 @@ def ultralytics_metadata(meta: dict) -> dict:
             "imgsz", "names", "args", "channels", "end2end", "kpt_shape")
     header = {k: parse_literal(src[k]) if k in ULTRALYTICS_LITERALS else src[k] for k in keep if k in src}
     header.setdefault("names", {int(k): v for k, v in (meta.get("names") or {}).items()})
-    header.setdefault("imgsz", list(meta.get("imgsz") or (640, 640)))
-    header.setdefault("stride", int(meta.get("stride") or 32))
+    header.setdefault("imgsz", list(meta.get("imgsz") or DEFAULT_IMGSZ))
+    header.setdefault("stride", int(meta.get("stride") or DEFAULT_STRIDE))
     header.setdefault("task", "detect")
     header.setdefault("end2end", bool(meta.get("end2end")))
     if isinstance(header.get("imgsz"), int):
@@ -317,9 +318,11 @@ def ultralytics_metadata(meta: dict) -> dict:
     return header
 
 
-def deploy_ultralytics(engine: str | os.PathLike, out: str | os.PathLike | None = None, force: bool = False,
-                       overwrite: bool = False) -> dict:
-    """``out`` (default ``<engine stem>.ultralytics.engine`` beside it) = ultralytics' header + the engine bytes."""
+def deploy_ultralytics(engine: str | os.PathLike, cfg: UltralyticsConfig = UltralyticsConfig()) -> StageResult:
+    """``cfg.out`` (default ``<engine stem>.ultralytics.engine`` beside it) = ultralytics' header + the engine bytes.
+    The result's output is that file; it has no report file of its own (``report_path`` is the output), the report
+    is the header written and the sizes."""
+    out, force, overwrite = cfg.out, cfg.force, cfg.overwrite
     engine = Path(engine)
     if not engine.is_file():
         raise InputError(f"{engine}: no such engine file; build one with `trtbuild build` or `trtbuild engine`")
@@ -331,7 +334,7 @@ def deploy_ultralytics(engine: str | os.PathLike, out: str | os.PathLike | None 
                          "trtbuild engines are plain")
     meta = engine_sidecar(engine, "ultralytics (with standard TensorRT)",
                           "build with --flavor tensorrt on the target GPU host")
-    out = Path(out) if out else engine.with_name(f"{engine.stem}.ultralytics{engine.suffix}")
+    out = Path(out) if out else ultralytics_engine(engine)
     if out.resolve() == engine.resolve():
         raise InputError(f"out={out}: the same file as the engine; pick another path", param="out")
     if out.exists() and not force:
@@ -340,4 +343,5 @@ def deploy_ultralytics(engine: str | os.PathLike, out: str | os.PathLike | None 
     header = ultralytics_metadata(meta)
     blob = json.dumps(header).encode()
     write_bytes_atomic(out, len(blob).to_bytes(4, "little", signed=True) + blob + data, overwrite)
-    return {"out": out, "metadata": header, "engine_bytes": len(data), "header_bytes": 4 + len(blob)}
+    return StageResult(out, out, {"stage": "deploy-ultralytics", "metadata": header, "engine_bytes": len(data),
+                                  "header_bytes": 4 + len(blob)}, skipped=False)

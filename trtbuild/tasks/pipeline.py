@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..artifacts import StageResult
-from ..config import (BudgetConfig, BuildConfig, CalibrateConfig, FP16Config, Int8Config, PipelineConfig,
+from ..config import (BudgetConfig, BuildConfig, CalibrateConfig, CheckConfig, FP16Config, Int8Config, PipelineConfig,
                       ReportConfig)
 from ..errors import DependencyMissingError, TrtbuildError
 from ..onnx.modelinfo import ModelInfo
@@ -123,7 +123,7 @@ def run_pipeline(cfg: PipelineConfig, host: Host | None = None, on_result: OnRes
                               target_cc=cfg.target_cc, out_dir=cfg.out_dir, **_run(cfg))
                for p in cfg.precisions}
     for source in dict.fromkeys(choose_source(sim.output, c, host.info(flavor))[0] for c in configs.values()):
-        checked = check(source, flavor, host=host, **_run(cfg))  # what this TensorRT makes of it, first
+        checked = check(source, CheckConfig(flavor, **_run(cfg)), host=host)  # what this TensorRT makes of it
         out.stages[f"check {source.name}"] = checked
         on_result("check", checked)
         require_ok(checked)

@@ -174,7 +174,7 @@ def build(onnx: str | os.PathLike, config: BuildConfig = BuildConfig(), *, host:
         if serialized is None:
             detail = "; ".join(parsed.logger.errors[-3:]) or "no error logged"
             raise BuildError(f"{plan.source}: {info.label} could not build the {config.precision} engine "
-                             f"({detail}); try a larger workspace_mb (--workspace-mb) or opt_level 3")
+                             f"({detail}); try a larger workspace (workspace_mb=8192) or opt_level=3")
         data = memoryview(serialized)
         outputs.path(plan.engine).write_bytes(data)
         if plan.timing_cache is not None:

@@ -62,8 +62,8 @@ def choose_source(onnx: Path, options: BuildConfig, trt: TensorRTInfo) -> tuple[
     strong_ok = trt.strong_typing_solid
     weak_ok = trt.weak_typing
     if options.strongly_typed is False and not weak_ok:
-        raise InputError(f"{trt.label} builds strongly typed networks only: weak typing (strongly_typed "
-                         "False, --typing weak) is not available; use auto or strong")
+        raise InputError(f"{trt.label} builds strongly typed networks only: weak typing is not available; build "
+                         "strongly typed (the default)", param="strongly_typed")
     prefer_strong = options.strongly_typed if options.strongly_typed is not None else (strong_ok or not weak_ok)
     layout = Layout.of(onnx)
     given = onnx.name[len(layout.name):]  # ".sim.onnx", ".fp16.onnx", ...
@@ -110,14 +110,15 @@ def _fresh(artifact: Path, given: Path, precision: str) -> None:
         return
     why = made_from(artifact, given)
     if why is not None:
-        raise InputError(f"{artifact}: not made from {given} as it is now ({why}); remake it with `trtbuild engine "
-                         f"--precision {precision}` (stages whose input changed rerun), or build that file itself")
+        raise InputError(f"{artifact}: not made from {given} as it is now ({why}); remake it with the pipeline "
+                         f"(`trtbuild engine`, precision={precision}: stages whose input changed rerun), or build that "
+                         "file itself")
 
 
 def _need(path: Path, precision: str, why: str) -> None:
     if not path.is_file():
-        raise InputError(f"{path}: missing; {why}. Make it with `trtbuild engine --precision {precision}` "
-                         f"(or `make engine PRECISION={precision}`)")
+        raise InputError(f"{path}: missing; {why}. Make it with the pipeline (`trtbuild engine`, "
+                         f"precision={precision}; or `make engine PRECISION={precision}`)")
 
 
 def _hw(spec: IOSpec) -> tuple:
@@ -137,10 +138,10 @@ def make_profiles(inputs: Sequence[IOSpec], options: BuildConfig) -> dict:
         wants_hw = any(v is not None for v in (options.min_hw, options.opt_hw, options.max_hw))
         if wants_b and not dyn_b:
             raise InputError(f"min/opt/max_batch given but the ONNX batch is fixed at {b}; re-export with a dynamic "
-                             "batch (`trtbuild export --dynamic`)", param="max_batch")
+                             "batch (dynamic=True)", param="max_batch")
         if wants_hw and not dyn_hw:
             raise InputError(f"min/opt/max_hw given but the ONNX input is fixed at {h}×{w}; re-export with a dynamic "
-                             "size (`trtbuild export --dynamic-hw`)", param="opt_hw")
+                             "size (dynamic_hw=True)", param="opt_hw")
         if dyn_b:
             mx = options.max_batch or options.opt_batch or 8
             mn = options.min_batch or 1

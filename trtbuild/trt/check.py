@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 
 from ..artifacts import Outputs, StageResult, run_stage, sha256_file, sha256_json
-from ..config import BuildConfig
+from ..config import BuildConfig, CheckConfig
 from ..errors import InputError
-from ..layout import onnx_stem
+from ..layout import check_report
 from ..onnx.graph import io_specs, load_onnx
 from .buildspec import make_profiles
 from .host import Host, probe_host
@@ -27,11 +27,6 @@ RTX_UNSUPPORTED = {"NMS": "no runner for NonMaxSuppression in TensorRT-RTX", "PL
                    "PLUGIN_V2": "no plugin library", "PLUGIN_V3": "no plugin library"}
 
 
-def check_path(onnx_path: str | os.PathLike) -> Path:
-    p = Path(onnx_path)
-    return p.with_name(onnx_stem(p) + ".check.json")
-
-
 def _profile(inputs) -> dict:
     """The profile a default build would use, or why it needs more options."""
     try:
@@ -40,14 +35,15 @@ def _profile(inputs) -> dict:
         return {"profiles": None, "profile_note": str(exc)}
 
 
-def check(onnx_path: str | os.PathLike, flavor: str = "auto", *, host: Host | None = None,
-          force: bool = False, overwrite: bool = False) -> StageResult:
-    """Parse ``onnx_path`` with ``flavor`` (``auto``: the one a build would use) and report; the report's ``ok``
-    says whether a build can proceed, ``problems`` why not."""
+def check(onnx_path: str | os.PathLike, config: CheckConfig = CheckConfig(), *, host: Host | None = None
+          ) -> StageResult:
+    """Parse ``onnx_path`` with ``config.flavor`` (``auto``: the one a build would use) and report; the report's
+    ``ok`` says whether a build can proceed, ``problems`` why not."""
     src = Path(onnx_path)
     model = load_onnx(src, check=False)
     host = host or probe_host()
-    chosen = host.flavor(flavor)
+    chosen = host.flavor(config.flavor)
+    report_path = check_report(src)
     host.require_tensorrt(chosen)
     info = host.info(chosen)
     key = sha256_json({"stage": "check", "stage_version": STAGE_VERSION, "onnx": sha256_file(src),
@@ -71,10 +67,10 @@ def check(onnx_path: str | os.PathLike, flavor: str = "auto", *, host: Host | No
                 "problems": problems, "parser_errors": parsed.errors, "onnx_nodes": len(model.graph.node),
                 "layers": sum(layers.values()), "layer_types": dict(layers.most_common()), "qdq": qdq,
                 "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in inputs],
-                **_profile(inputs), "output": str(check_path(src))}
+                **_profile(inputs), "output": str(report_path)}
 
-    return run_stage("check", key, check_path(src), check_path(src), make, force, inputs={"onnx": src},
-                     overwrite=overwrite)
+    return run_stage("check", key, report_path, report_path, make, config.force, inputs={"onnx": src},
+                     overwrite=config.overwrite)
 
 
 def require_ok(result: StageResult) -> None:

@@ -168,7 +168,7 @@ def refuse_unsupported(flavor: TensorRTInfo, config) -> None:
         if config.target_cc:
             raise InputError("target_cc is TensorRT-RTX's (ahead-of-time builds for compute capabilities); standard "
                              "TensorRT builds for this host's GPU: drop it, or use hardware_compat=ampere+ "
-                             "(--hardware-compat) for any Ampere or newer GPU", param="target_cc")
+                             "for any Ampere or newer GPU", param="target_cc")
         return
     why = None
     if config.nms:

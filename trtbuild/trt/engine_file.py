@@ -52,7 +52,7 @@ def deserialize(engine: Path, host: Host, flavor: str = "tensorrt") -> tuple:
     if loaded is None:
         detail = "; ".join(logger.errors[-2:]) or "unknown reason"
         raise InputError(f"{engine}: {host.info(flavor).label} cannot deserialize it ({detail}); rebuild it "
-                         "on this host with `trtbuild build … --force`")
+                         "on this host (force=True)")
     return runtime, loaded
 
 

@@ -142,13 +142,13 @@ def parse_inspector(data: str | bytes | dict | list, source: str = "inspector JS
             data = json.loads(data)
         except ValueError as exc:
             raise InputError(f"{source}: not valid JSON ({exc}); pass the <engine>.layers.json written by "
-                             "`trtbuild build` (or trtexec --exportLayerInfo)") from None
+                             "`trtbuild build` (or trtexec's layer-info export)") from None
     top = data if isinstance(data, dict) else {}
     lists = [top[k] for k in _LAYERS_KEYS if isinstance(top.get(k), list)]
     raw = data if isinstance(data, list) else (lists[0] if lists else None)
     if raw is None or any(not isinstance(x, (str, dict)) for x in raw):
         raise InputError(f'{source}: not TensorRT engine-inspector JSON (no "Layers" list of names or objects); pass '
-                         "the <engine>.layers.json written by `trtbuild build` (or trtexec --exportLayerInfo)")
+                         "the <engine>.layers.json written by `trtbuild build` (or trtexec's layer-info export)")
     kept = [x for x in raw if not _OTHER_PROFILE.search(x if isinstance(x, str) else str(x.get("Name", "")))]
     layers = [EngineLayer(x, nodes_from="name", onnx_nodes=name_nodes(x)) if isinstance(x, str) else _layer(x, i)
               for i, x in enumerate(kept)]

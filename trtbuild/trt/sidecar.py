@@ -172,5 +172,5 @@ def read_sidecar(engine: str | Path) -> dict | None:
     meta = read_json(path)
     if meta is None and path.exists():
         raise InputError(f"{path}: the sidecar of {Path(engine).name} is not readable JSON (damaged or edited); "
-                         f"rebuild the engine with `trtbuild build … --force` to rewrite both")
+                         "rebuild the engine (force=True) to rewrite both")
     return meta
