@@ -107,7 +107,7 @@ def _calibrated(sim: Path, work: Path, method: str, args, tensors) -> tuple[Path
 
 
 def run(args) -> int:
-    from trtbuild import ExportConfig, evaluate, export, simplify
+    from trtbuild import EvalConfig, ExportConfig, evaluate, export, simplify
     from trtbuild.console import table
     from trtbuild.data.synth import generate_dataset
     from trtbuild.stages.precision.calibrate import select_images
@@ -143,12 +143,12 @@ def run(args) -> int:
         splits.append(("hard val", hard))
     rows, verdicts = [], []
     for split, data in splits:
-        fp32 = evaluate(sim, data, limit=args.limit, progress=True)
+        fp32 = evaluate(sim, EvalConfig(data=data, limit=args.limit), progress=True)
         base = fp32["map50_95"]
         rows.append((split, "FP32 (ONNX Runtime)", f"{fp32['map50']:.4f}", f"{base:.4f}", "—"))
         drops = {}
         for label, model in recipes.items():
-            res = evaluate(model, data, limit=args.limit, progress=True)
+            res = evaluate(model, EvalConfig(data=data, limit=args.limit), progress=True)
             drops[label] = (base - res["map50_95"]) * 100
             rows.append((split, label, f"{res['map50']:.4f}", f"{res['map50_95']:.4f}", f"{drops[label]:.2f}"))
         mine = drops[ours]

@@ -22,6 +22,7 @@ from trtbuild.cli import cli
 from trtbuild.cuda.plan import check_profile
 from trtbuild.runtime.base import Runner
 from trtbuild.runtime.onnx import OnnxRunner
+from trtbuild.config import BenchConfig
 from trtbuild.tasks.bench import STAGES, run_bench
 from trtbuild.tasks.bench_report import write_bench_report
 
@@ -90,7 +91,7 @@ def test_bench_cli_writes_reports_with_sane_numbers(exported_yolov8n, tmp_path):
 
 
 def test_static_model_skips_batches_it_cannot_run(exported_yolov8n):
-    rep = run_bench([exported_yolov8n], [1, 2], **FAST)
+    rep = run_bench([exported_yolov8n], BenchConfig(batches=(1, 2), **FAST))
     (model,) = rep["models"]
     _check_numbers(_ok(model, 1), 1, 3)
     skipped = next(r for r in model["results"] if r["batch"] == 2)
@@ -98,12 +99,12 @@ def test_static_model_skips_batches_it_cannot_run(exported_yolov8n):
 
 
 def test_default_batches_are_one_plus_static_batches(exported_yolov8n):
-    rep = run_bench([exported_yolov8n], None, warmup=0, iters=1)
+    rep = run_bench([exported_yolov8n], BenchConfig(warmup=0, iters=1))
     assert rep["settings"]["batches"] == [1] and rep["settings"]["warmup"] == 0
 
 
 def test_dynamic_batch_export_runs_batches_1_and_2(dynamic_yolov8n):
-    rep = run_bench([dynamic_yolov8n], [1, 2], **FAST)
+    rep = run_bench([dynamic_yolov8n], BenchConfig(batches=(1, 2), **FAST))
     (model,) = rep["models"]
     assert model["static_batch"] is None and model["input"]["shape"][0] != 1
     b1, b2 = _ok(model, 1), _ok(model, 2)
@@ -112,7 +113,7 @@ def test_dynamic_batch_export_runs_batches_1_and_2(dynamic_yolov8n):
 
 
 def test_two_models_give_ratios_against_the_first(exported_yolov8n, dynamic_yolov8n, tmp_path):
-    rep = run_bench([exported_yolov8n, dynamic_yolov8n], [1, 2], **FAST)
+    rep = run_bench([exported_yolov8n, dynamic_yolov8n], BenchConfig(batches=(1, 2), **FAST))
     base, other = rep["models"]
     assert [r["status"] for r in base["results"]] == ["ok", "skipped"]
     assert [r["status"] for r in other["results"]] == ["ok", "ok"]
@@ -171,7 +172,7 @@ def test_backend_stage_split_and_device_memory(exported_yolov8n):
         opened.append(SplitRunner(path))
         return opened[-1]
 
-    rep = run_bench([exported_yolov8n], [1], opener=opener, **FAST)
+    rep = run_bench([exported_yolov8n], BenchConfig(batches=(1,), **FAST), opener=opener)
     (model,) = rep["models"]
     r = _ok(model, 1)
     _check_numbers(r, 1, 3)
@@ -205,17 +206,18 @@ def test_runner_with_infer_frames_preprocesses_inside_its_call(exported_yolov8n)
         runners.append(FramesRunner(path))
         return runners[-1]
 
-    gpu = _ok(run_bench([exported_yolov8n], [1], opener=opener, **FAST)["models"][0], 1)
+    gpu = _ok(run_bench([exported_yolov8n], BenchConfig(batches=(1,), **FAST), opener=opener)["models"][0], 1)
     assert runners[0].frames_calls == FAST["warmup"] + FAST["iters"]
     assert gpu["stages_ms"]["preprocess"] >= 10.0  # the delay inside infer_frames counts as preprocessing
     assert gpu["stages_ms"]["other"] == pytest.approx(0.0, abs=1e-6)
-    cpu = _ok(run_bench([exported_yolov8n], [1], opener=opener, gpu_preprocess=False, **FAST)["models"][0], 1)
+    cpu = _ok(run_bench([exported_yolov8n], BenchConfig(batches=(1,), gpu_preprocess=False, **FAST),
+                        opener=opener)["models"][0], 1)
     assert getattr(runners[1], "frames_calls", 0) == 0 and cpu["stages_ms"]["preprocess"] < 10.0
 
 
 def test_batch_outside_an_engine_profile_is_skipped_with_the_fix(dynamic_yolov8n):
     profile = ((1, 3, 320, 320), (2, 3, 320, 320), (2, 3, 320, 320))
-    rep = run_bench([dynamic_yolov8n], [1, 4], opener=lambda p: SplitRunner(p, profile), **FAST)
+    rep = run_bench([dynamic_yolov8n], BenchConfig(batches=(1, 4), **FAST), opener=lambda p: SplitRunner(p, profile))
     (model,) = rep["models"]
     _ok(model, 1)
     skipped = next(r for r in model["results"] if r["batch"] == 4)
@@ -228,7 +230,7 @@ def test_images_folder_skips_non_images(exported_yolov8n, tmp_path):
     for p in skimage_photos()[:2]:
         shutil.copy(p, photos / p.name)
     (photos / "notes.txt").write_text("not an image")
-    rep = run_bench([exported_yolov8n], [1], images=photos, warmup=0, iters=2)
+    rep = run_bench([exported_yolov8n], BenchConfig(batches=(1,), images=photos, warmup=0, iters=2))
     assert sorted(Path(p).name for p in rep["settings"]["images"]) == sorted(p.name for p in skimage_photos()[:2])
     _check_numbers(_ok(rep["models"][0], 1), 1, 2)
 
@@ -248,6 +250,6 @@ def test_bad_inputs_exit_2(exported_yolov8n, tmp_path):
 
 
 def test_imgsz_is_ignored_for_a_fixed_input_with_a_note(exported_yolov8n):
-    rep = run_bench([exported_yolov8n], [1], imgsz=(640, 640), warmup=0, iters=1)
+    rep = run_bench([exported_yolov8n], BenchConfig(batches=(1,), imgsz=(640, 640), warmup=0, iters=1))
     (model,) = rep["models"]
     assert model["imgsz"] == [320, 320] and any("ignored" in n and "320×320" in n for n in model["notes"])

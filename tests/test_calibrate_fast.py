@@ -177,6 +177,7 @@ def test_reference_model_int8_keeps_every_conv_and_loses_under_a_point(shapes_on
     previous default: 16.3 pt)."""
     from trtbuild.data.synth import generate_dataset
     from trtbuild.stages.simplify import simplify
+    from trtbuild.config import EvalConfig
     from trtbuild.tasks.evaluate import evaluate
 
     shutil.copyfile(shapes_onnx, tmp_path / "shapes.onnx")
@@ -190,5 +191,5 @@ def test_reference_model_int8_keeps_every_conv_and_loses_under_a_point(shapes_on
     qdq = quantized.report["qdq"]
     assert len(qdq["quantized_convs"]) == 63 and list(qdq["excluded_convs"].values()) == [
         "box decode (downstream of the head's raw outputs)"]  # only the DFL conv, which is not a layer to run INT8
-    fp32, q = (evaluate(m, shapes_val_data)["map50_95"] for m in (sim, quantized.output))
+    fp32, q = (evaluate(m, EvalConfig(data=shapes_val_data))["map50_95"] for m in (sim, quantized.output))
     assert fp32 > 0.8 and (fp32 - q) * 100 <= 1.0, (fp32, q)

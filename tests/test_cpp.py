@@ -224,7 +224,7 @@ def test_letterbox_and_detections_equal_python(tool, reference, photos, video, s
     max_in = max(float(np.abs(a - b).max()) for a, b in zip(cpp_inputs, py_inputs))
     assert all(np.array_equal(a, b) for a, b in zip(cpp_inputs, py_inputs)), f"max letterbox diff {max_in}"
     # detections: trtbuild infer on the same ONNX (whose outputs the tool decoded)
-    py = run_infer(reference["sim"], src, progress=False)["records"]
+    py = run_infer(reference["sim"], src)["records"]
     fig = _compare(cpp, py)
     record_property("figures", f"letterbox bit-exact on {len(py_inputs)} frames (max diff {max_in}); " +
                     _figures_text(f"raw head, {source}", fig, per_frame=True))
@@ -249,8 +249,7 @@ def test_end_to_end_output_equals_trtbuild_infer(tool, reference, photos, tmp_pa
     sidecar_path(engine).write_text(json.dumps(meta))
     raw = tmp_path / "raw.bin"
     _save_outputs(reference["nms"], photos, raw)
-    fig = _compare(_tool_lines(tool, engine, photos, "--raw", raw), run_infer(reference["nms"], photos,
-                                                                              progress=False)["records"])
+    fig = _compare(_tool_lines(tool, engine, photos, "--raw", raw), run_infer(reference["nms"], photos)["records"])
     record_property("figures", _figures_text("end-to-end [1, 300, 6]", fig, per_frame=True))
     assert fig["count_equal"] == fig["frames"] and fig["detections"] > 20
     assert fig["max_box"] <= BOX_TOL and fig["max_score"] <= SCORE_TOL

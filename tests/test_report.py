@@ -13,6 +13,7 @@ from trtbuild.config import BudgetConfig, FP16Config, ReportConfig
 from trtbuild.stages.precision.fp16 import fp16
 from trtbuild.stages.precision.int8 import int8
 from trtbuild.tasks.budget import fit_budget
+from trtbuild.config import EvalConfig
 from trtbuild.tasks.evaluate import evaluate
 from trtbuild.tasks.report import default_variants, format_report, precision_report
 
@@ -68,7 +69,7 @@ def test_figures_match_an_independent_evaluation(report):
     assert rows["FP32"]["map_source"] == "budget" and rows["INT8"]["map_source"] == "budget"
     assert rows["FP16"]["map_source"] == "evaluated"
     for label in ("FP32", "INT8"):
-        ref = evaluate(report["variants"][label], ws["data"], "val")
+        ref = evaluate(report["variants"][label], EvalConfig(data=ws["data"]))
         assert rows[label]["map50"] == pytest.approx(ref["map50"], abs=1e-9)
         assert rows[label]["map50_95"] == pytest.approx(ref["map50_95"], abs=1e-9)
         assert rows[label]["drop_map50_95"] == pytest.approx(

@@ -25,7 +25,7 @@ from trtbuild.data.synth import render_image
 from trtbuild.errors import InputError
 from trtbuild.runtime.null import RecordedRunner
 from trtbuild.runtime.onnx import OnnxRunner
-from trtbuild.stream import parse_sources, stream
+from trtbuild.stream import Hooks, parse_sources, stream
 from trtbuild.tasks.predictor import Predictor
 from trtbuild.vision.letterbox import letterbox_batch
 
@@ -112,7 +112,7 @@ def test_a_failing_source_does_not_stop_the_others(shapes_dynamic_onnx, videos, 
     broken.write_bytes(b"not a video at all")
     events = []
     results = list(stream(shapes_dynamic_onnx, [str(broken), str(videos[0]), "rtsp://127.0.0.1:9/nothing"],
-                          StreamConfig(reconnect_s=1.0), on_event=lambda *e: events.append(e)))
+                          StreamConfig(reconnect_s=1.0), hooks=Hooks(on_event=lambda *e: events.append(e))))
     assert [r.frame for r in results] == list(range(12)) and {r.stream for r in results} == {1}
     failed = {e[0]: e[2] for e in events if e[1] == "failed"}
     assert "cannot open video" in failed[0] and "unreachable and not back within 1 s" in failed[2]
@@ -123,10 +123,10 @@ def test_a_damaged_video_reports_the_frames_it_lost(shapes_dynamic_onnx, tmp_pat
     cut = tmp_path / "cut.avi"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     events = []
-    results = list(stream(shapes_dynamic_onnx, [str(cut)], on_event=lambda *e: events.append(e)))
+    results = list(stream(shapes_dynamic_onnx, [str(cut)], hooks=Hooks(on_event=lambda *e: events.append(e))))
     short = [e for e in events if e[1] == "short"]
     assert 0 < len(results) < 30 and len(short) == 1
-    assert short[0][2].startswith(f"frames {len(results)}-29 could not be read: the file declares 30 frames")
+    assert short[0][2].startswith(f"{cut}: frames {len(results)}-29 could not be read: the file declares 30 frames")
 
 
 def test_results_come_as_the_frames_do(shapes_dynamic_onnx):

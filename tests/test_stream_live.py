@@ -16,7 +16,7 @@ import pytest
 from trtbuild.config import StreamConfig
 from trtbuild.runtime.null import RecordedRunner
 from trtbuild.runtime.onnx import OnnxRunner
-from trtbuild.stream import build_pipeline, parse_sources, sources, stream
+from trtbuild.stream import Hooks, build_pipeline, parse_sources, sources, stream
 from trtbuild.vision.letterbox import letterbox_batch
 
 from .live import framecode, write_video
@@ -32,7 +32,7 @@ def model(shapes_dynamic_onnx):
 def run_for(model, srcs, seconds: float, config=StreamConfig(), on_event=None):
     """Results of ``srcs`` for ``seconds`` (then the loop is left: how a live run is stopped from Python)."""
     results, t0 = [], time.monotonic()
-    for r in stream(model, srcs, config, on_event=on_event):
+    for r in stream(model, srcs, config, hooks=Hooks(on_event=on_event)):
         results.append(r)
         if time.monotonic() - t0 > seconds:
             break
@@ -80,7 +80,7 @@ def test_a_killed_server_is_reported_and_reconnected_while_a_file_goes_on(model,
     results = []
     try:
         for r in stream(model, [rtsp_server.url("/live"), str(video)], StreamConfig(keep_frames=True),
-                        on_event=on_event):
+                        hooks=Hooks(on_event=on_event)):
             results.append((time.monotonic(), r))
             if time.monotonic() - t0 > 11 and any(e[2] == "ended" and e[1] == 1 for e in events):
                 break

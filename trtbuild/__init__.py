@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from .artifacts import StageResult
 from .config import (
+    BenchConfig,
     BudgetConfig,
     BuildConfig,
     CalibrateConfig,
     CheckConfig,
     DeployConfig,
+    EvalConfig,
     ExportConfig,
     FP16Config,
     Int8Config,
@@ -52,7 +54,7 @@ from .version import __version__
 __all__ = [
     "__version__", "StageResult", "Host", "probe_host",
     "ExportConfig", "SimplifyConfig", "NmsConfig", "FP16Config", "CalibrateConfig", "Int8Config", "BuildConfig",
-    "CheckConfig", "UltralyticsConfig",
+    "CheckConfig", "UltralyticsConfig", "EvalConfig", "BenchConfig",
     "BudgetConfig", "ReportConfig", "PipelineConfig", "DeployConfig", "StreamConfig", "StreamResult",
     "export", "simplify", "nms", "fp16", "calibrate", "int8", "build", "budget", "report", "check", "run_pipeline",
     "Runner", "open_runner", "Predictor", "infer", "stream", "evaluate", "bench", "doctor",

@@ -335,6 +335,60 @@ class ReportConfig(StageConfig):
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """``trtbuild eval``: ultralytics' val protocol (conf 0.001, IoU 0.7, max_det 300, multi-label NMS) on ``split``
+    of the YOLO data set ``data``; ``limit``: the first N images; ``report``: the JSON report's path."""
+
+    data: Path | None = None  # a data.yaml, or a folder holding one: required
+    split: str = "val"
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+    batch: int | None = None
+    limit: int | None = None
+    report: Path | None = None
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if self.data is None:
+            raise InputError("data=None: evaluation needs a data set (a data.yaml or its folder)", param="data")
+        object.__setattr__(self, "data", Path(self.data))
+        if self.report is not None:
+            object.__setattr__(self, "report", Path(self.report))
+        _at_least("batch", self.batch, 1)
+        _at_least("limit", self.limit, 1)
+        _at_least("max_det", self.max_det, 1)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """``trtbuild bench``: each model at each of ``batches`` (None: 1 plus each static model's own batch), ``warmup``
+    untimed then ``iters`` timed calls over ``images`` (None: ultralytics' bus and zidane photos); ``imgsz`` for
+    dynamic-H/W models; ``gpu_preprocess``: a TensorRT runner letterboxes on the GPU into its input buffer."""
+
+    batches: tuple[int, ...] | None = None
+    warmup: int = 10
+    iters: int = 100
+    images: Path | None = None
+    imgsz: tuple[int, int] | None = None
+    conf: float = 0.25
+    iou: float = 0.7
+    gpu_preprocess: bool = True
+
+    def __post_init__(self):
+        if self.batches is not None:
+            object.__setattr__(self, "batches", tuple(int(b) for b in self.batches))
+            if not self.batches or min(self.batches) < 1:
+                raise InputError(f"batches={self.batches}: batch sizes must be positive integers", param="batches")
+        _at_least("warmup", self.warmup, 0)
+        _at_least("iters", self.iters, 1)
+        if self.images is not None:
+            object.__setattr__(self, "images", Path(self.images))
+        if self.imgsz is not None:
+            object.__setattr__(self, "imgsz", parse_imgsz(self.imgsz))
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     """A streaming run (``trtbuild infer``, ``trtbuild.stream``, ``bench --streams``): thresholds, batching, outputs.
 

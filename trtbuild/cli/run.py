@@ -9,9 +9,9 @@ import click
 
 from .. import owned
 from ..artifacts import output_folders, write_bytes_atomic, write_json_atomic
-from ..config import DEFAULT_OUT_DIR, StreamConfig
+from ..config import DEFAULT_OUT_DIR, BenchConfig, EvalConfig, StreamConfig
 from ..layout import Layout, model_name
-from ..stream import status_lines
+from ..stream import Hooks, status_lines
 from ..tasks.bench import run_bench
 from ..tasks.bench_report import bench_files, format_bench, write_bench_report
 from ..tasks.bench_streams import format_bench_streams, run_bench_streams
@@ -70,11 +70,11 @@ def infer_cmd(model, sources, json_path, save_dir, conf, iou, max_det, batch, ma
     """
     live = LiveStatus(enabled=not quiet)
 
-    def on_skip(path, reason):
-        live.say(f"skipped {path}: {reason}")
-
     def on_event(stream, kind, text):
-        live.say(f"stream {stream}: {kind}: {text}")
+        if kind in ("skip", "short"):  # "<file>: what was skipped"
+            live.say(f"skipped {text}")
+        else:
+            live.say(f"stream {stream}: {kind}: {text}")
 
     def on_record(rec):
         if not json_path:
@@ -86,9 +86,9 @@ def infer_cmd(model, sources, json_path, save_dir, conf, iou, max_det, batch, ma
     if stats_path:
         owned.check_replaceable(stats_path, overwrite)
     try:
-        res = run_infer(model, list(sources), progress=not quiet, on_skip=on_skip, host=None if triton else
-                        current_host(), triton=triton, on_record=on_record, on_status=live.update,
-                        on_event=on_event, config=cfg)
+        hooks = Hooks(on_status=None if quiet else live.update, on_event=on_event, on_record=on_record)
+        res = run_infer(model, list(sources), cfg, host=None if triton else current_host(), triton=triton,
+                        hooks=hooks)
     finally:
         live.close()
     if stats_path:
@@ -132,8 +132,9 @@ def eval_cmd(model, data, split, conf, iou, max_det, batch, report, overwrite, q
       trtbuild eval engines/shapes-yolov8n.sim.onnx --data datasets/shapes --report engines/eval.json
       trtbuild eval engines/shapes-yolov8n.int8.onnx --data datasets/shapes --limit 100
     """
-    res = evaluate(model, data, split, conf, iou, max_det, batch, report=report, progress=not quiet,
-                   host=current_host(), overwrite=overwrite)
+    cfg = EvalConfig(data=data, split=split, conf=conf, iou=iou, max_det=max_det, batch=batch, report=report,
+                     overwrite=overwrite)
+    res = evaluate(model, cfg, host=current_host(), progress=not quiet)
     click.echo(format_eval(res))
     if report:
         click.echo(f"report: {report}")
@@ -231,8 +232,9 @@ def bench_cmd(models, batches, warmup, iters, triton, concurrency, requests, ima
     paths = [Path(m) for m in models]
     with output_folders(out_dir):  # the report's folder and files are checked before minutes of benchmarking
         bench_files(out_dir, name or model_name(paths[0]), overwrite)
-        result = run_bench(paths, batches, warmup, iters, images, imgsz, conf, iou, progress=not quiet,
-                           gpu_preprocess=not cpu_preprocess, host=current_host())
+        cfg = BenchConfig(batches=batches, warmup=warmup, iters=iters, images=images, imgsz=imgsz, conf=conf,
+                          iou=iou, gpu_preprocess=not cpu_preprocess)
+        result = run_bench(paths, cfg, host=current_host(), progress=not quiet)
         files = write_bench_report(result, Path(out_dir), name or model_name(paths[0]), overwrite)
     click.echo(format_bench(result))
     click.echo(f"report {files['md']}, {files['png']}, {files['json']}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from ..config import StreamConfig
 from ..onnx.modelinfo import DEFAULT_IMGSZ
@@ -21,11 +21,11 @@ from ..runtime.onnx import OnnxRunner
 from ..runtime.open import open_runner
 from ..trt.host import Host
 from ..vision.batch import check_batch_memory
-from .pipeline import Pipeline, StreamResult, default_batch
+from .pipeline import Hooks, Pipeline, StreamResult, default_batch
 from .sources import SourceSpec, parse_sources
 from .stats import status_lines
 
-__all__ = ["Pipeline", "SourceSpec", "StreamConfig", "StreamResult", "open_models", "parse_sources", "status_lines",
+__all__ = ["Hooks", "Pipeline", "SourceSpec", "StreamConfig", "StreamResult", "open_models", "parse_sources", "status_lines",
            "stream"]
 
 
@@ -52,26 +52,20 @@ def open_models(model, config: StreamConfig = StreamConfig(), host: Host | None 
 
 
 def build_pipeline(models: Sequence, specs: Sequence[SourceSpec], config: StreamConfig,
-                   on_status: Callable[[dict], None] | None = None,
-                   on_event: Callable[[int, str, str], None] | None = None) -> Pipeline:
+                   hooks: Hooks | None = None) -> Pipeline:
     """A ``Pipeline`` for ``models`` (as ``open_models`` gives them) over ``specs``, set up from ``config``."""
     first = models[0]
     hw = first.info.run_hw() if isinstance(first, Runner) else DEFAULT_IMGSZ
     batch = default_batch(first, specs, config.batch)
     check_batch_memory(batch, hw, getattr(first, "path", "the model"), buffers=config.buffers)
-    return Pipeline(models, specs, hw=hw, batch=batch, conf=config.conf, iou=config.iou, max_det=config.max_det,
-                    max_wait=config.max_wait_ms / 1000, buffers=config.buffers, vid_stride=config.vid_stride,
-                    reconnect_s=config.reconnect_s, keep_frames=config.keep_frames, json_path=config.json_path,
-                    save_dir=config.save_dir, overwrite=config.overwrite, on_status=on_status, on_event=on_event)
+    return Pipeline(models, specs, config, hw=hw, batch=batch, hooks=hooks)
 
 
 def stream(model, sources, config: StreamConfig = StreamConfig(), *, host: Host | None = None,
-           on_status: Callable[[dict], None] | None = None,
-           on_event: Callable[[int, str, str], None] | None = None) -> Iterator[StreamResult]:
+           hooks: Hooks | None = None) -> Iterator[StreamResult]:
     """Yield a ``StreamResult`` per frame of every source as it comes (each stream's frames in order). Stop early by
-    leaving the loop; Ctrl-C ends a live run the same way. ``on_status(snapshot)`` gets the run's figures every
-    half second, ``on_event(stream, kind, text)`` what happens to a source (skip, lost, reconnected, short, …)."""
+    leaving the loop; Ctrl-C ends a live run the same way. ``hooks``: what the caller hears meanwhile (``Hooks``)."""
     specs = parse_sources(sources)
     with open_models(model, config, host) as models:
-        pipeline = build_pipeline(models, specs, config, on_status, on_event)
+        pipeline = build_pipeline(models, specs, config, hooks)
         yield from pipeline.results()

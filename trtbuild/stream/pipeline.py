@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import StreamConfig
 from ..errors import InputError
 from ..runtime.base import Runner
 from ..vision.decode import Detections, postprocess, postprocess_end2end
@@ -82,6 +83,18 @@ class StreamResult:
         return rec
 
 
+@dataclass
+class Hooks:
+    """What a caller hears while a run goes: ``on_status(snapshot)`` every ``status_every`` s (the run's figures),
+    ``on_event(stream, kind, text)`` what happens to a source (``skip``, ``short``, ``lost``, ``reconnected``,
+    ``failed``, ``ended``), ``on_record(record)`` each JSON line (``trtbuild infer``)."""
+
+    on_status: Callable[[dict], None] | None = None
+    on_event: Callable[[int, str, str], None] | None = None
+    on_record: Callable[[dict], None] | None = None
+    status_every: float = 0.5
+
+
 class _Model:
     """One model as the pipeline drives it: tensors in (``rows`` letterboxed into the batch buffer) or frames in."""
 
@@ -127,17 +140,14 @@ class _Model:
 
 
 class Pipeline:
-    """A streaming run of ``models`` (one per device; all alike) over ``specs``; see the module docstring.
+    """A streaming run of ``models`` (one per device or context; all alike) over ``specs`` as ``config`` says, at
+    input size ``hw`` and ``batch`` rows per batch; see the module docstring."""
 
-    ``batch``: rows per batch; ``max_wait``: seconds a batch may wait for more frames; ``keep_frames``: results carry
-    the original frame; ``json_path`` / ``save_dir``: the sinks; ``on_status(snapshot)`` every ``status_every`` s."""
-
-    def __init__(self, models: Sequence, specs: Sequence[SourceSpec], *, hw: tuple[int, int], batch: int,
-                 conf: float = 0.25, iou: float = 0.7, max_det: int = 300, max_wait: float = 0.02, buffers: int = 3,
-                 vid_stride: int = 1, reconnect_s: float | None = None, keep_frames: bool = False,
-                 json_path: Path | None = None, save_dir: Path | None = None, overwrite: bool = False,
-                 on_status: Callable[[dict], None] | None = None, status_every: float = 0.5,
-                 on_event: Callable[[int, str, str], None] | None = None):
+    def __init__(self, models: Sequence, specs: Sequence[SourceSpec], config: StreamConfig, *, hw: tuple[int, int],
+                 batch: int, hooks: Hooks | None = None):
+        cfg, hooks = config, hooks or Hooks()
+        conf, iou, max_det, buffers, keep_frames = cfg.conf, cfg.iou, cfg.max_det, cfg.buffers, cfg.keep_frames
+        json_path, save_dir, overwrite = cfg.json_path, cfg.save_dir, cfg.overwrite
         if not models:
             raise InputError("no model to run")
         self.models = [_Model(m, hw, conf, iou, max_det) for m in models]
@@ -151,12 +161,12 @@ class Pipeline:
         self.keep_frames = keep_frames
         self.keep = keep_frames or save_dir is not None or self.frames_in
         shape = None if self.frames_in else (3, *hw)
-        self.batcher = Batcher(batch, shape, buffers=max(buffers, len(models) + 1), max_wait=max_wait,
+        self.batcher = Batcher(batch, shape, buffers=max(buffers, len(models) + 1), max_wait=cfg.max_wait_ms / 1000,
                                streams=len(self.specs))
         self.stats = RunStats([StreamStats(s.id, s.name, s.live) for s in self.specs], batch)
         self.stop_event = threading.Event()
-        self.vid_stride, self.reconnect_s = vid_stride, reconnect_s
-        self.on_status, self.status_every, self.on_event = on_status, status_every, on_event
+        self.vid_stride, self.reconnect_s = cfg.vid_stride, cfg.reconnect_s
+        self.on_status, self.status_every, self.on_event = hooks.on_status, hooks.status_every, hooks.on_event
         self._done_q: queue.Queue = queue.Queue(maxsize=len(self.models) + 1)
         self._results: queue.Queue = queue.Queue(maxsize=RESULT_QUEUE)
         self._error: BaseException | None = None

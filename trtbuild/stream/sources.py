@@ -199,7 +199,7 @@ class Reader:
             if read == 0:
                 raise InputError(f"video {uri} has no readable frames")
             if read < declared and not self.stop.is_set():
-                self.event(self.spec.id, "short", f"frames {read}-{declared - 1} could not be read: the file declares "
+                self.event(self.spec.id, "short", f"{uri}: frames {read}-{declared - 1} could not be read: the file declares "
                                                   f"{declared} frames and decoding stopped after {read} (damaged or "
                                                   "truncated video)")
         finally:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import package_version
-from ..console import human_bytes
-from ..console import progress_bar
+from ..config import BenchConfig
+from ..console import human_bytes, progress_bar
 from ..cuda.buffers import STAGES as BACKEND_STAGES
 from ..errors import InputError
 from ..runtime.base import Runner
@@ -155,21 +155,19 @@ def _ratios(models: list[dict]) -> list[dict]:
     return out
 
 
-def run_bench(models: Sequence[str | os.PathLike], batches: list[int] | None = None, warmup: int = 10,
-              iters: int = 100, images: str | os.PathLike | None = None, imgsz: tuple[int, int] | None = None,
-              conf: float = 0.25, iou: float = 0.7, progress: bool = False,
-              opener: Callable[[Path], Runner] | None = None, gpu_preprocess: bool = True,
-              host: Host | None = None) -> dict:
-    """Benchmark ``models`` (paths opened with ``opener``) at each batch size; returns the report dict.
+def run_bench(models: Sequence[str | os.PathLike], config: BenchConfig = BenchConfig(), *,
+              host: Host | None = None, opener: Callable[[Path], Runner] | None = None, progress: bool = False
+              ) -> dict:
+    """Benchmark ``models`` (paths opened with ``opener``, default ``open_runner`` on ``host``) as ``config`` says;
+    returns the report dict.
 
-    ``opener`` defaults to ``open_runner`` on ``host``. ``batches`` defaults to 1 plus each static-batch model's own
-    batch; a static-batch model runs only its batch (the others are recorded as skipped, with the reason), as does a
-    batch the runner refuses. ``imgsz`` is the input size of dynamic-H/W models (default: the model's metadata,
-    else 640). ``gpu_preprocess``: a runner that ``takes_frames`` (TensorRT) letterboxes on the GPU straight into
-    its input buffer.
+    A static-batch model must be asked for its own batch, and runs only it (other sizes are recorded as skipped,
+    with the reason), as does a batch the runner refuses.
     """
-    if warmup < 0 or iters < 1:
-        raise InputError(f"warmup={warmup} / iters={iters}: need warmup >= 0 and iters >= 1", param="iters")
+    cfg = config
+    batches, warmup, iters, images, imgsz = (list(cfg.batches) if cfg.batches else None), cfg.warmup, cfg.iters, \
+        cfg.images, cfg.imgsz
+    conf, iou, gpu_preprocess = cfg.conf, cfg.iou, cfg.gpu_preprocess
     models = [Path(m) for m in models]
     if not models:
         raise InputError("no model given; pass one or more .onnx / .engine files")
@@ -185,8 +183,6 @@ def run_bench(models: Sequence[str | os.PathLike], batches: list[int] | None = N
             runners.append(opener(m))
         if batches is None:
             batches = sorted({1} | {r.static_batch for r in runners if r.static_batch})
-        if not batches or any(b < 1 for b in batches):
-            raise InputError(f"batches={batches}: batch sizes must be positive integers", param="batches")
         for m, r in zip(models, runners):
             if r.static_batch and r.static_batch not in batches:
                 raise InputError(f"batches={','.join(map(str, batches))}: {m} takes batch {r.static_batch} only "

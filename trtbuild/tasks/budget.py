@@ -28,7 +28,7 @@ import numpy as np
 from ..console import progress_bar
 from .. import owned
 from ..artifacts import Outputs, StageResult, package_version, read_json, run_stage, sha256_file, sha256_json
-from ..config import BudgetConfig, Int8Config
+from ..config import BudgetConfig, EvalConfig, Int8Config
 from ..data.dataset import load_dataset
 from ..errors import InputError
 from ..layout import Layout
@@ -80,7 +80,7 @@ def data_key(data: str | os.PathLike, split: str = "val", limit: int | None = No
 
 
 def _eval(model: Path, data, split, limit, progress) -> dict:
-    res = evaluate(model, data, split, limit=limit, progress=progress)
+    res = evaluate(model, EvalConfig(data=data, split=split, limit=limit), progress=progress)
     return {"model": str(model), "model_sha256": res["model_sha256"], "map50": res["map50"],
             "map50_95": res["map50_95"], "n_images": res["n_images"]}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import owned
 from ..artifacts import output_folders, sha256_file, write_json_atomic
+from ..config import EvalConfig
 from ..console import progress_bar, table
 from ..data.dataset import label_path_for, load_dataset, yolo_to_xyxy
 from ..data.metrics import DetectionMetrics
@@ -37,22 +38,13 @@ def require_labels(ds, items, data, split: str) -> None:
                      "check the labels")
 
 
-def evaluate(
-    model: str | os.PathLike,
-    data: str | os.PathLike,
-    split: str = "val",
-    conf: float = 0.001,
-    iou: float = 0.7,
-    max_det: int = 300,
-    batch: int | None = None,
-    limit: int | None = None,
-    report: str | os.PathLike | None = None,
-    progress: bool = False,
-    host: Host | None = None,
-    overwrite: bool = False,
-) -> dict:
-    """Evaluate ``model`` (.onnx or .engine) on ``split`` of ``data``; write ``report`` JSON if given (replacing
-    only a file trtbuild wrote, or any with ``overwrite``)."""
+def evaluate(model: str | os.PathLike, config: EvalConfig, *, host: Host | None = None, progress: bool = False
+             ) -> dict:
+    """Evaluate ``model`` (.onnx or .engine) on ``config.split`` of ``config.data``; write ``config.report`` JSON if
+    given (replacing only a file trtbuild wrote, or any with ``config.overwrite``)."""
+    cfg = config
+    data, split, conf, iou, max_det, batch = cfg.data, cfg.split, cfg.conf, cfg.iou, cfg.max_det, cfg.batch
+    limit, report, overwrite = cfg.limit, cfg.report, cfg.overwrite
     if report:
         owned.refuse_input_as_output([report], [model], param="report")
         owned.check_replaceable(report, overwrite)

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
 
 from .. import owned
 from ..artifacts import output_folders
 from ..config import StreamConfig
 from ..errors import InputError
 from ..serve.triton_client import TritonClient
-from ..stream import build_pipeline, open_models, parse_sources
+from ..stream import Hooks, build_pipeline, open_models, parse_sources
 from ..stream.sources import SourceSpec
 from ..trt.host import Host
 from ..vision.io import is_image, list_images
@@ -68,38 +68,19 @@ def _check_folders(specs: list[SourceSpec]) -> None:
             raise InputError(f"folder {s.uri} {what}; give an image, a video, or a folder of images")
 
 
-def run_infer(
-    model: str | os.PathLike,
-    source,
-    json_path: str | os.PathLike | None = None,
-    save_dir: str | os.PathLike | None = None,
-    conf: float = 0.25,
-    iou: float = 0.7,
-    max_det: int = 300,
-    batch: int | None = None,
-    progress: bool = True,
-    on_skip: Callable[[Path, str], None] | None = None,
-    host: Host | None = None,
-    triton: str | None = None,
-    on_record: Callable[[dict], None] | None = None,
-    overwrite: bool = False,
-    on_status: Callable[[dict], None] | None = None,
-    on_event: Callable[[int, str, str], None] | None = None,
-    config: StreamConfig | None = None,
-) -> dict:
-    """Run detection over ``source`` (one source, a list, or a ``.streams`` file); returns a summary and writes JSON
-    lines, pictures and videos as they come.
+def run_infer(model: str | os.PathLike, source, config: StreamConfig = StreamConfig(), *, host: Host | None = None,
+              triton: str | None = None, hooks: Hooks | None = None) -> dict:
+    """Run detection over ``source`` (one source, a list, or a ``.streams`` file) as ``config`` says; returns a
+    summary and writes JSON lines, pictures and videos as they come.
 
     ``triton``: a server URL (``grpc://host:8001``, ``http://host:8000``); ``model`` is then the name of a model
-    deployed there by ``trtbuild deploy triton``. Each record goes to ``on_record`` as soon as it is made (else it
-    is kept in the summary's ``records``); ``on_skip(path, reason)`` hears of unreadable files, ``on_event`` of
-    everything else that happens to a source, ``on_status`` gets the figures twice a second. Outputs follow
-    ``owned``; a failed run removes what it created, an interrupted one (Ctrl-C, SIGTERM) keeps the JSON lines
-    so far and finalises its videos. ``config`` (a ``StreamConfig``) overrides the thresholds and outputs given
-    one by one.
+    deployed there by ``trtbuild deploy triton``. ``hooks``: each JSON record goes to ``hooks.on_record`` as soon as
+    it is made (without one, the records are kept in the summary's ``records``), what happens to a source to
+    ``hooks.on_event``, the figures twice a second to ``hooks.on_status``. Outputs follow ``owned``; a failed run
+    removes what it created, an interrupted one (Ctrl-C, SIGTERM) keeps the JSON lines so far and finalises its
+    videos.
     """
-    cfg = config or StreamConfig(conf=conf, iou=iou, max_det=max_det, batch=batch, json_path=json_path,
-                                 save_dir=save_dir, overwrite=overwrite)
+    cfg, hooks = config, hooks or Hooks()
     specs = parse_sources(source)  # validates the sources before any model is loaded
     _check_folders(specs)
     check_outputs(model, specs, cfg.json_path, cfg.save_dir, triton, cfg.overwrite)
@@ -108,25 +89,20 @@ def run_infer(
     detections = 0
 
     def event(stream: int, kind: str, text: str) -> None:
-        if kind == "skip" and on_skip is not None:
-            path, _, why = text.partition(": ")
-            on_skip(Path(path), why)
-        elif kind == "short" and on_skip is not None:
-            on_skip(Path(specs[stream].uri), text)
-        elif kind == "failed":
+        if kind == "failed":
             failures.append(text)
-        if on_event is not None and kind not in ("skip", "short"):
-            on_event(stream, kind, text)
+        if hooks.on_event is not None:
+            hooks.on_event(stream, kind, text)
 
     folders = [f for f in (cfg.save_dir, cfg.json_path.parent if cfg.json_path else None) if f is not None]
     with output_folders(*folders), open_model(model, cfg, triton, host) as models:
-        pipeline = build_pipeline(models, specs, cfg, on_status if progress else None, event)
+        pipeline = build_pipeline(models, specs, cfg, replace(hooks, on_event=event))
         names = pipeline.names
         for result in pipeline.results():
             detections += len(result.detections)
             rec = result.to_record(names, specs[result.stream].kind not in ("image", "folder"))
-            if on_record is not None:
-                on_record(rec)
+            if hooks.on_record is not None:
+                hooks.on_record(rec)
             else:
                 records.append(rec)
         snapshot = pipeline.snapshot()

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 
 from ..artifacts import Outputs, StageResult, read_json, run_stage, sha256_file, sha256_json
-from ..config import ReportConfig
+from ..config import EvalConfig, ReportConfig
 from ..console import human_bytes, table
 from ..data.dataset import load_dataset
 from ..errors import InputError
@@ -108,7 +108,8 @@ def precision_report(sim_onnx: str | os.PathLike, config: ReportConfig, *, progr
             if shas[label] in known:
                 figs, source = known[shas[label]], "budget"
             else:
-                figs, source = evaluate(path, cfg.data, cfg.split, limit=cfg.limit, progress=progress), "evaluated"
+                figs = evaluate(path, EvalConfig(data=cfg.data, split=cfg.split, limit=cfg.limit), progress=progress)
+                source = "evaluated"
             output = ref if label == "FP32" else OnnxRunner(path).infer_all(batch)
             rows.append({"label": label, "path": str(path), "sha256": shas[label], "map50": figs["map50"],
                          "map50_95": figs["map50_95"], "map_source": source, **_graph_counts(path),
