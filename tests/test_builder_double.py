@@ -285,6 +285,21 @@ def test_efficient_nms_warns_that_the_plugin_is_deprecated_from_10_12(model, hos
     assert res.report["notes"] == [warning] and res.report["end2end"] and trt._double.builds[-1]["plugins_loaded"]
 
 
+def test_efficient_nms_on_11_warns_once_on_the_cli_and_points_to_nms_onnx(model, host, tmp_path):
+    """CLI on 11.4: the library's ``nms=efficient`` / ``nms=onnx`` reach the user as ``--nms efficient`` /
+    ``--nms onnx``, on stderr as a warning, not repeated as a note; the sidecar keeps the library's words."""
+    trt, h = host("11.4.0.106")
+    res = CliRunner().invoke(cli, ["build", str(model), "--precision", "fp32", "--nms", "efficient", "--no-progress",
+                                   "--out-dir", str(tmp_path)], obj=h)
+    assert res.exit_code == 0, res.output
+    assert res.stderr.splitlines() == [
+        f"warning: --nms efficient: {DEPRECATED}, with no replacement plugin; TensorRT 11.4.0.106 still loads it, "
+        "but use --nms onnx instead (ONNX NonMaxSuppression, built as TensorRT's INMSLayer; same detections output)"]
+    assert "note:" not in res.stdout and trt._double.builds[-1]["plugins_loaded"]
+    (note,) = json.loads(sidecar_path(tmp_path / "yolov8n.fp32-nms.engine").read_text())["notes"]
+    assert note.startswith(f"nms=efficient: {DEPRECATED}") and "use nms=onnx instead" in note
+
+
 def test_build_returning_none_is_a_build_error_with_the_logged_reason(model, host, tmp_path):
     trt, h = host("10.13.3.9")
     trt._double.fail_build = "9: Skipping tactic 0x1 due to insufficient memory on requested size of 4096 MiB"
