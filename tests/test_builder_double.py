@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +25,13 @@ from click.testing import CliRunner
 from trtbuild.cli import cli
 from trtbuild.config import BuildConfig
 from trtbuild.cuda.probe import GPU, CudaProbe
-from trtbuild.errors import BuildError, DependencyMissingError, EngineMismatchError, InputError
+from trtbuild.errors import (
+    BuildError,
+    DependencyMissingError,
+    DeprecatedPluginWarning,
+    EngineMismatchError,
+    InputError,
+)
 from trtbuild.layout import layers_path, sidecar_path
 from trtbuild.owned import NotOursError
 from trtbuild.stages.precision.table import parse_table
@@ -256,9 +263,41 @@ def test_parser_failure_names_the_nodes(model, host, tmp_path):
 
 def test_efficient_nms_parses_only_because_the_builder_loads_the_plugins(model, host, tmp_path):
     trt, h = host("10.3.0")
-    res = build(model, BuildConfig(precision="fp32", nms="efficient", out_dir=tmp_path), host=h, progress=False)
-    assert res.report["end2end"] and trt._double.builds[-1]["plugins_loaded"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecatedPluginWarning)  # 10.3: EfficientNMS_TRT is not deprecated yet
+        res = build(model, BuildConfig(precision="fp32", nms="efficient", out_dir=tmp_path), host=h, progress=False)
+    assert res.report["end2end"] and trt._double.builds[-1]["plugins_loaded"] and res.report["notes"] == []
     assert any(n.op_type == "EfficientNMS_TRT" for n in onnx.load(trt._double.builds[-1]["onnx"]).graph.node)
+
+
+DEPRECATED = "the EfficientNMS_TRT plugin is deprecated since TensorRT 10.12"
+
+
+def test_efficient_nms_warns_that_the_plugin_is_deprecated_from_10_12(model, host, tmp_path):
+    """Python API on 10.13: the plugin still builds; one DeprecatedPluginWarning naming the parameter, kept in the
+    sidecar's notes; no pointer to nms=onnx on 10.x."""
+    trt, h = host("10.13.3.9")
+    with pytest.warns(DeprecatedPluginWarning) as caught:
+        res = build(model, BuildConfig(precision="fp32", nms="efficient", out_dir=tmp_path), host=h, progress=False)
+    (warning,) = [str(w.message) for w in caught]
+    assert warning == (f"nms=efficient: {DEPRECATED}; TensorRT 10.13.3.9 still loads it, but a later release may "
+                       "remove it")
+    assert res.report["notes"] == [warning] and res.report["end2end"] and trt._double.builds[-1]["plugins_loaded"]
+
+
+def test_efficient_nms_on_11_warns_once_on_the_cli_and_points_to_nms_onnx(model, host, tmp_path):
+    """CLI on 11.4: the library's ``nms=efficient`` / ``nms=onnx`` reach the user as ``--nms efficient`` /
+    ``--nms onnx``, on stderr as a warning, not repeated as a note; the sidecar keeps the library's words."""
+    trt, h = host("11.4.0.106")
+    res = CliRunner().invoke(cli, ["build", str(model), "--precision", "fp32", "--nms", "efficient", "--no-progress",
+                                   "--out-dir", str(tmp_path)], obj=h)
+    assert res.exit_code == 0, res.output
+    assert res.stderr.splitlines() == [
+        f"warning: --nms efficient: {DEPRECATED}, with no replacement plugin; TensorRT 11.4.0.106 still loads it, "
+        "but use --nms onnx instead (ONNX NonMaxSuppression, built as TensorRT's INMSLayer; same detections output)"]
+    assert "note:" not in res.stdout and trt._double.builds[-1]["plugins_loaded"]
+    (note,) = json.loads(sidecar_path(tmp_path / "yolov8n.fp32-nms.engine").read_text())["notes"]
+    assert note.startswith(f"nms=efficient: {DEPRECATED}") and "use nms=onnx instead" in note
 
 
 def test_build_returning_none_is_a_build_error_with_the_logged_reason(model, host, tmp_path):

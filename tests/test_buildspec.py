@@ -19,7 +19,7 @@ from trtbuild.iospec import IOSpec
 from trtbuild.layout import model_name
 from trtbuild.onnx.graph import get_metadata, io_specs, load_onnx
 from trtbuild.trt.buildspec import choose_source, make_profiles, parser_error_message, plan_build
-from trtbuild.trt.compat import TensorRTInfo, hardware_compat_level
+from trtbuild.trt.compat import TensorRTInfo, hardware_compat_level, nms_plugin_notice
 from trtbuild.trt.host import Target
 from trtbuild.trt.sidecar import cache_key, check_engine_host, engine_mismatch, sidecar
 
@@ -154,6 +154,31 @@ def test_hardware_compat_levels_by_version():
     assert hardware_compat_level("10.3.0", "ampere+") == "AMPERE_PLUS"
     with pytest.raises(InputError, match="absent from 10.3.0"):
         hardware_compat_level("10.3.0", "same-cc")
+
+
+@pytest.mark.parametrize("version, expect", [
+    ("10.3.0", None), ("10.11.0.33", None),  # JetPack 6 and the last release before the deprecation
+    ("10.12.0.36", "10.x"), ("10.13.3.9", "10.x"), ("10.16.1.11", "10.x"),
+    ("11.0.0.114", "11.x"), ("11.4.0.106", "11.x"), ("11.5.0", "11.x"),  # 11.5: no API list (not on PyPI)
+])
+def test_efficient_nms_notice_by_version(version, expect):
+    notice = nms_plugin_notice(TensorRTInfo(True, version=version), "efficient")
+    if expect is None:
+        assert notice is None
+        return
+    assert notice.startswith("nms=efficient: the EfficientNMS_TRT plugin is deprecated since TensorRT 10.12")
+    assert f"TensorRT {version} still loads it" in notice
+    assert ("use nms=onnx instead" in notice and "INMSLayer" in notice) == (expect == "11.x")
+
+
+def test_efficient_nms_notice_only_for_the_plugin_on_standard_tensorrt():
+    assert nms_plugin_notice(TRT114, "onnx") is None and nms_plugin_notice(TRT114, None) is None
+    assert nms_plugin_notice(TensorRTInfo(True, "1.7.1.116", flavor="rtx"), "efficient") is None  # refused there
+    unknown = nms_plugin_notice(TensorRTInfo(False, error="not installed"), "efficient", param="variant")
+    assert unknown.startswith("variant=efficient: the EfficientNMS_TRT plugin is deprecated since TensorRT 10.12 (no "
+                              "TensorRT on this host") and "TensorRT 11.x use variant=onnx instead" in unknown
+    plan = plan_build(Path("m.sim.onnx"), STATIC, BuildConfig(precision="fp32", nms="efficient"), TRT1013, H100)
+    assert plan.notes == [nms_plugin_notice(TRT1013, "efficient")]
 
 
 def test_cache_key_changes_with_every_input_that_changes_the_engine(artifacts):

@@ -18,13 +18,18 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from click.testing import CliRunner
 from onnx import TensorProto, helper
 
+from trtbuild.artifacts import StageResult
+from trtbuild.cli import cli
 from trtbuild.config import NmsConfig
 from trtbuild.errors import InputError, UnsupportedModelError
 from trtbuild.owned import NotOursError
 from trtbuild.runtime.onnx import OnnxRunner
 from trtbuild.stages.nms import EFFICIENT_NMS, MAX_TOPK, PLUGIN_DOMAIN, append_nms, nms_stage
+from trtbuild.trt.compat import TensorRTInfo
+from trtbuild.trt.host import Host
 from trtbuild.vision.decode import Detections, postprocess, postprocess_end2end
 from trtbuild.vision.letterbox import letterbox_batch
 
@@ -304,6 +309,32 @@ def test_nms_stage_caches_and_rebuilds(dynamic_onnx, tmp_path):
     custom = nms_stage(src, NmsConfig(out=tmp_path / "out" / "e2e.onnx"))
     assert custom.output.is_file() and custom.report_path == tmp_path / "out" / "e2e.json"
     assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.onnx"))
+
+
+def test_export_nms_efficient_warns_for_the_hosts_tensorrt(dynamic_onnx, tmp_path, monkeypatch):
+    """``trtbuild export --nms efficient`` (the export itself stubbed: it is not what is tested) writes the plugin
+    model and warns on stderr, in flags, for this host's TensorRT (none: for whichever builds it); ``--nms onnx``
+    never warns."""
+    src = tmp_path / "m.onnx"
+    shutil.copy(dynamic_onnx, src)
+    monkeypatch.setattr("trtbuild.cli.model.export", lambda model, cfg: StageResult(src, tmp_path / "m.export.json",
+                                                                                   {"stage": "export"}, True))
+    head = "warning: --nms efficient: the EfficientNMS_TRT plugin is deprecated since TensorRT 10.12"
+    for tensorrt, expect in [
+        (TensorRTInfo(False, error="not installed"), " (no TensorRT on this host to say more): for an engine built "
+                                                     "with TensorRT 11.x use --nms onnx instead (ONNX "
+                                                     "NonMaxSuppression, built as TensorRT's INMSLayer"),
+        (TensorRTInfo(True, "10.3.0"), None),
+        (TensorRTInfo(True, "10.13.3.9"), "; TensorRT 10.13.3.9 still loads it, but a later release may remove it"),
+        (TensorRTInfo(True, "11.4.0.106"), ", with no replacement plugin; TensorRT 11.4.0.106 still loads it, but "
+                                           "use --nms onnx instead"),
+    ]:
+        res = CliRunner().invoke(cli, ["export", "m.pt", "--nms", "efficient", "--max-det", "50"], obj=Host(tensorrt))
+        assert res.exit_code == 0 and (tmp_path / "m.nms-efficient.onnx").is_file(), res.output
+        warned = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+        assert len(warned) == (expect is not None) and all(w.startswith(head + expect) for w in warned), warned
+    res = CliRunner().invoke(cli, ["export", "m.pt", "--nms", "onnx", "--max-det", "50"], obj=Host(tensorrt))
+    assert res.exit_code == 0 and "warning" not in res.stderr
 
 
 def test_nms_stage_bad_inputs(dynamic_onnx, tmp_path):

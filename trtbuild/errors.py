@@ -68,3 +68,8 @@ class DependencyMissingError(TrtbuildError):
 
 class FewImagesWarning(UserWarning):
     """Fewer calibration images than recommended: the measured ranges may not be stable."""
+
+
+class DeprecatedPluginWarning(UserWarning):
+    """The build uses a TensorRT plugin that this TensorRT has deprecated (EfficientNMS_TRT since 10.12): it still
+    builds, and the message names the parameter value to use instead where there is one."""

@@ -3,8 +3,10 @@ flags), option callbacks, and the export options used by ``export`` and ``engine
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
+import warnings
 
 import click
 
@@ -33,15 +35,41 @@ PARAMS |= set(FLAGS) | {"imgsz", "batches", "warmup", "iters", "max_det", "conf"
 _PARAM_RE = re.compile(r"(?<![\w.-])([a-z][a-z0-9_]*)=(True\b)?")
 
 
-def error_line(exc: TrtbuildError) -> str:
-    """``error: <message>`` with every parameter the message names as ``param=`` spelled as its flag (``param=True``
-    of an on/off option: the flag alone)."""
+def with_flags(message: str, param: str | None = None) -> str:
+    """``message`` with every parameter it names as ``param=`` spelled as its flag (``param=True`` of an on/off
+    option: the flag alone): ``nms=onnx`` → ``--nms onnx``."""
     def flag(m: re.Match) -> str:
-        if m.group(1) not in PARAMS | {exc.param}:
+        if m.group(1) not in PARAMS | {param}:
             return m.group(0)
         return flag_for(m.group(1)) if m.group(2) else f"{flag_for(m.group(1))} "
 
-    return f"error: {_PARAM_RE.sub(flag, str(exc))}"
+    return _PARAM_RE.sub(flag, message)
+
+
+def error_line(exc: TrtbuildError) -> str:
+    """``error: <message>`` with the parameters it names spelled as flags."""
+    return f"error: {with_flags(str(exc), exc.param)}"
+
+
+@contextlib.contextmanager
+def warning_lines(*categories: type[Warning]):
+    """Warnings of ``categories`` raised inside (e.g. ``DeprecatedPluginWarning``) become ``warning: <message>``
+    lines on stderr, parameters spelled as flags, each message once; yields the list of messages shown (so the same
+    text in a stage's notes need not be printed again). Other warnings pass through unchanged."""
+    shown: list[str] = []
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            for category in categories:
+                warnings.simplefilter("always", category)
+            yield shown
+    finally:  # also when the command fails: what was said before the error is still shown
+        for w in caught:
+            if not issubclass(w.category, categories):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+            elif str(w.message) not in shown:
+                shown.append(str(w.message))
+                click.echo(f"warning: {with_flags(str(w.message))}", err=True)
 
 
 def current_host(pycuda: bool = False) -> Host:

@@ -9,12 +9,20 @@ import click
 
 from ..artifacts import write_bytes_atomic, write_json_atomic
 from ..config import DEFAULT_CALIB, DEFAULT_OUT_DIR, HW_COMPAT, INT8_MODES, TRT_FLAVORS, BuildConfig, CheckConfig
-from ..errors import InputError
+from ..errors import DeprecatedPluginWarning, InputError
 from ..layout import layers_path
 from ..trt.builder import build
 from ..trt.check import check, require_ok
 from ..trt.inspect import format_markdown, format_text, inspect_path, plot_histogram
-from .common import FLAVOR_OPTIONS, OVERWRITE_OPTION, current_host, imgsz_option, with_options
+from .common import (
+    FLAVOR_OPTIONS,
+    OVERWRITE_OPTION,
+    current_host,
+    imgsz_option,
+    warning_lines,
+    with_flags,
+    with_options,
+)
 from .present import describe
 
 
@@ -47,8 +55,9 @@ from .present import describe
 @click.option("--typing", type=click.Choice(["auto", "strong", "weak"]), default="auto", show_default=True,
               help="auto: strong on 11.x and 10.12+, weak (FP16/INT8 flags) on older 10.x.")
 @click.option("--nms", type=click.Choice(["onnx", "efficient"]),
-              help="End-to-end engine with NMS in the graph: onnx (NonMaxSuppression; TensorRT 11) or efficient "
-                   "(EfficientNMS_TRT plugin; TensorRT 10). Output [B, max_det, 6].")
+              help="End-to-end engine with NMS in the graph: onnx (ONNX NonMaxSuppression → INMSLayer; TensorRT 10 "
+                   "and 11) or efficient (EfficientNMS_TRT plugin; deprecated since TensorRT 10.12, which warns). "
+                   "Output [B, max_det, 6].")
 @with_options(FLAVOR_OPTIONS)
 @click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False),
               help="Where the engine, its sidecar and the timing cache go.")
@@ -80,11 +89,13 @@ def build_cmd(onnx, precision, int8_mode, calib, min_batch, opt_batch, max_batch
         gpu_fallback=not no_gpu_fallback, strongly_typed={"auto": None, "strong": True, "weak": False}[typing],
         nms=nms, calib_images=str(calib), flavor=flavor, target_cc=target_cc, out_dir=Path(out_dir), name=name,
         force=force, overwrite=overwrite)
-    res = build(path, options, host=current_host(), progress=not no_progress)
+    with warning_lines(DeprecatedPluginWarning) as warned:  # --nms efficient on TensorRT ≥ 10.12
+        res = build(path, options, host=current_host(), progress=not no_progress)
     click.echo(describe(res))
     if not res.skipped:
         for note in res.report.get("notes", []):
-            click.echo(f"note: {note}")
+            if note not in warned:
+                click.echo(f"note: {with_flags(note)}")
         layers = f"; layers: `trtbuild inspect {res.output}`" if layers_path(res.output).is_file() else ""
         click.echo(f"sidecar: {res.report_path}{layers}")
 

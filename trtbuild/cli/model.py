@@ -25,7 +25,8 @@ from ..stages.nms import nms_stage
 from ..stages.simplify import simplify
 from ..tasks.doctor import doctor, format_doctor
 from ..tasks.pipeline import run_pipeline
-from .common import EXPORT_OPTIONS, FLAVOR_OPTIONS, OVERWRITE_OPTION, current_host, with_options
+from ..trt.compat import nms_plugin_notice
+from .common import EXPORT_OPTIONS, FLAVOR_OPTIONS, OVERWRITE_OPTION, current_host, with_flags, with_options
 from .present import describe
 
 
@@ -34,7 +35,8 @@ from .present import describe
 @with_options(EXPORT_OPTIONS)
 @click.option("--nms", type=click.Choice(["onnx", "efficient"]), default=None,
               help="Also write the end-to-end model: NMS appended, output detections [B, max_det, 6] "
-                   "(onnx: NonMaxSuppression, runs in ONNX Runtime and TensorRT 11; efficient: EfficientNMS_TRT).")
+                   "(onnx: NonMaxSuppression, runs in ONNX Runtime and TensorRT; efficient: the EfficientNMS_TRT "
+                   "plugin, TensorRT only, deprecated since 10.12).")
 @click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="--nms score threshold.")
 @click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="--nms IoU threshold.")
 @click.option("--max-det", default=300, show_default=True, type=click.IntRange(1, 3840), help="--nms boxes per image.")
@@ -59,6 +61,10 @@ def export_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
         e2e = nms_stage(res.output, NmsConfig(variant=nms, conf=conf, iou=iou, max_det=max_det, force=force,
                                                  overwrite=overwrite))
         click.echo(describe(e2e))
+        # the plugin's deprecation, for this host's TensorRT (or, without one, for whichever will build the file)
+        notice = nms_plugin_notice(current_host().tensorrt, nms, param="variant")
+        if notice:
+            click.echo(f"warning: {with_flags(notice)}", err=True)
 
 
 @click.command("simplify")

@@ -14,7 +14,8 @@ what ``vision.decode.postprocess_end2end`` and ``Predictor`` read. Two variants:
   graph compares each class at its own coordinates, so a pair whose IoU lies within that rounding of the
   threshold can be decided differently (the tests compare with the host's NMS run class by class).
 * ``"efficient"``: TensorRT's ``EfficientNMS_TRT`` plugin (TensorRT 10.x; deprecated since 10.12 but still in the
-  11.x plugin library; the engine builder must load the plugin library: ``trt.init_libnvinfer_plugins``). The
+  11.x plugin library, so a build on 10.12+ warns: ``trt.compat.nms_plugin_notice``; the engine builder must load
+  the plugin library: ``trt.init_libnvinfer_plugins``). The
   parser finds it by op_type plus the ``plugin_version``/``plugin_namespace`` attributes and ignores the domain, so
   the node lives in a custom ``TRT`` domain declared in ``opset_import``: ``onnx.checker`` then accepts the file.
   The plugin keeps score >= threshold and suppresses at IoU >= threshold, so both thresholds are moved one float32

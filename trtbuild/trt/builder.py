@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import owned
 from ..artifacts import Outputs, StageResult, run_stage, sha256_file, write_bytes_atomic
 from ..config import BuildConfig, NmsConfig
-from ..errors import BuildError
+from ..errors import BuildError, DeprecatedPluginWarning
 from ..iospec import IOSpec
 from ..onnx.graph import get_metadata, io_specs, load_onnx
 from ..stages.nms import nms_stage
 from .buildspec import BuildPlan, file_sha, plan_build
 from .calibrator import make_calibrator
-from .compat import hardware_compat_level, trt_module
+from .compat import hardware_compat_level, nms_plugin_notice, trt_module
 from .host import Host, Target, probe_host
 from .logger import progress_monitor
 from .network import network_io, parse_network
@@ -144,7 +145,9 @@ def build(onnx: str | os.PathLike, config: BuildConfig = BuildConfig(), *, host:
 
     Standard TensorRT builds for this host's GPU; TensorRT-RTX (``config.flavor``, or ``auto`` where standard
     TensorRT is missing) builds ahead of time for ``config.target_cc`` and needs no GPU: its engine is then not
-    deserialized here, so there is no ``.layers.json`` and the sidecar's I/O comes from the parsed network."""
+    deserialized here, so there is no ``.layers.json`` and the sidecar's I/O comes from the parsed network.
+    ``nms="efficient"`` on TensorRT ≥ 10.12 warns (``DeprecatedPluginWarning``, and a note in the sidecar): the
+    EfficientNMS_TRT plugin is deprecated; on 11.x the warning points to ``nms="onnx"`` (INMSLayer)."""
     onnx = Path(onnx)
     host = host or probe_host()
     target = host.target(config.flavor, config.target_cc)  # first: DependencyMissingError with the install command
@@ -152,6 +155,8 @@ def build(onnx: str | os.PathLike, config: BuildConfig = BuildConfig(), *, host:
     model = load_onnx(onnx, check=False)
     inputs, _ = io_specs(model)
     plan = plan_build(onnx, inputs, config, info, target)
+    if (notice := nms_plugin_notice(info, config.nms)) is not None:  # also in plan.notes, so in the sidecar
+        warnings.warn(notice, DeprecatedPluginWarning, stacklevel=2)
     if config.nms:
         plan.source = nms_stage(plan.source, NmsConfig(variant=config.nms, force=config.force,
                                                           overwrite=config.overwrite)).output

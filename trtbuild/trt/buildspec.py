@@ -16,7 +16,7 @@ from ..config import BuildConfig
 from ..errors import InputError
 from ..iospec import IOSpec
 from ..layout import Layout, layers_path, model_name, sidecar_path
-from .compat import TensorRTInfo, refuse_unsupported
+from .compat import TensorRTInfo, nms_plugin_notice, refuse_unsupported
 from .host import Target
 
 DEFAULT_WORKSPACE_MB = 4096
@@ -170,7 +170,7 @@ def plan_build(onnx: Path, inputs: Sequence[IOSpec], options: BuildConfig, trt: 
     """All build decisions for ``onnx`` on ``target``; raises InputError for what cannot be built there."""
     refuse_unsupported(trt, options)
     source, typing, flags, int8_source = choose_source(onnx, options, trt)
-    notes = []
+    notes = [notice] if (notice := nms_plugin_notice(trt, options.nms)) else []
     if options.dla_core is not None:
         if not target.integrated:
             raise InputError(f"dla_core={options.dla_core}: {target.gpu_name} has no DLA (Jetson AGX/NX only)",

@@ -8,7 +8,8 @@ in the ONNX: FP16 tensors, Q/DQ pairs); 10.x still has the FP16/INT8 builder fla
 and, from 10.12, solid strong typing. What RTX 1.7.1 lacks, as observed on trtbuild's own ONNX files: INT8
 calibrators (and so the implicit-INT8 table), DLA, the plugin library (EfficientNMS_TRT: "Plugin not found"), a
 runner for ONNX NonMaxSuppression ("no runners that implement it"); its timing cache is a no-op that makes the
-builder query for a GPU, so it is not used.
+builder query for a GPU, so it is not used. Standard TensorRT still loads EfficientNMS_TRT, deprecated since 10.12:
+``nms_plugin_notice`` says so from 10.12 and, on 11.x, points to ONNX NonMaxSuppression (INMSLayer).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def hardware_compat_level(trt_version: str, choice: str) -> str:
                          param="hardware_compat")
     return member
 
+
+# TensorRT 10.12 deprecated EfficientNMS_TRT (version 1) with no replacement plugin; 11.0 removed other plugins
+# (among them the older "nms") but not this one, nor did 11.1-11.5. The way off it is INMSLayer: ONNX
+# NonMaxSuppression (nms=onnx).
+EFFICIENT_NMS_DEPRECATED = (10, 12)
 
 FLAVORS = ("tensorrt", "rtx")
 MODULES = {"tensorrt": "tensorrt", "rtx": "tensorrt_rtx"}
@@ -189,3 +195,22 @@ def refuse_unsupported(flavor: TensorRTInfo, config) -> None:
                                   "(target_cc), not by hardware_compat / version_compatible: drop those")
     if why:
         raise InputError(why[1], param=why[0])
+
+
+def nms_plugin_notice(info: TensorRTInfo, nms: str | None, param: str = "nms") -> str | None:
+    """What to tell someone who builds (or exports for) the EfficientNMS_TRT plugin, ``nms=efficient``, for
+    ``info``'s TensorRT: nothing for other NMS choices, for TensorRT-RTX (refused: ``refuse_unsupported``) and
+    before 10.12; the deprecation from 10.12; on 11.x also the way off it, ``nms=onnx`` (INMSLayer). With no
+    TensorRT here (an export on a CPU host) the deprecation is said for whichever TensorRT will build the file.
+    ``param`` is the parameter that chose the plugin (``nms`` of a build, ``variant`` of the NMS stage)."""
+    if nms != "efficient" or info.rtx:
+        return None
+    head = f"{param}=efficient: the EfficientNMS_TRT plugin is deprecated since TensorRT 10.12"
+    instead = f"{param}=onnx instead (ONNX NonMaxSuppression, built as TensorRT's INMSLayer; same detections output)"
+    if not info.installed or not version_tuple(info.version):
+        return f"{head} (no TensorRT on this host to say more): for an engine built with TensorRT 11.x use {instead}"
+    if version_tuple(info.version)[:2] < EFFICIENT_NMS_DEPRECATED:
+        return None
+    if (info.major or 0) >= 11:
+        return f"{head}, with no replacement plugin; {info.label} still loads it, but use {instead}"
+    return f"{head}; {info.label} still loads it, but a later release may remove it"
