@@ -87,7 +87,9 @@ def _labels(models: Sequence[Path]) -> list[str]:
     return [m.name if names.count(m.name) == 1 else str(m) for m in models]
 
 
-def _stats(latencies_ms: list[float], stages: dict[str, list[float]], batch: int) -> dict:
+def latency_stats(latencies_ms: list[float], stages: dict[str, list[float]], batch: int) -> dict:
+    """Latency percentiles, mean, throughput and mean time per stage of timed calls of ``batch`` images (the figures
+    of one report row: ``bench`` and the Triton load test share them)."""
     lat = np.asarray(latencies_ms, np.float64)
     p50, p90, p99 = np.percentile(lat, [50, 90, 99])
     seconds = float(lat.sum()) / 1000
@@ -130,7 +132,7 @@ def bench_batch(predictor: Predictor, frames: list[np.ndarray], batch: int, warm
     finally:
         bar.close()
     mem = predictor.runner.device_memory()
-    return {"batch": batch, "status": "ok", **_stats(lat, stages, batch),
+    return {"batch": batch, "status": "ok", **latency_stats(lat, stages, batch),
             "stage_source": "backend" if split else "wall",
             "device_memory_bytes": mem, "device_memory": human_bytes(mem) if mem is not None else "n/a",
             "detections_per_image": round(detections / (batch * iters), 3)}

@@ -27,7 +27,7 @@ from ..console import progress_bar
 from ..errors import InputError, ServerError, ServerGoneError, TrtbuildError
 from ..serve.triton_client import TritonClient
 from ..serve.triton_config import POST, PRE
-from .bench import STAGES, _stats, host_facts, load_frames
+from .bench import STAGES, host_facts, latency_stats, load_frames
 
 
 def _delta(after: dict, before: dict) -> dict:
@@ -127,7 +127,7 @@ def _level(url: str, model: str, concurrency: int, requests: int, warmup: int, b
     stages["preprocess"], stages["compute"] = [per_request["preprocess"]], [per_request["detector"]]
     stages["postprocess"] = [per_request["postprocess"]]
     stages["other"] = [max(0.0, mean - sum(per_request.values()))]
-    res = {"batch": batch, "status": "ok", **_stats(lat, stages, batch), "stage_source": "server",
+    res = {"batch": batch, "status": "ok", **latency_stats(lat, stages, batch), "stage_source": "server",
            "device_memory_bytes": None, "device_memory": "n/a"}
     res.update(throughput_ips=round(batch * len(lat) / wall, 3) if wall > 0 else None,
                throughput_rps=round(len(lat) / wall, 3) if wall > 0 else None, wall_seconds=round(wall, 3),
