@@ -264,6 +264,7 @@ def test_ctrl_c_keeps_complete_json_lines_and_a_valid_video(shapes_dynamic_onnx,
 
 
 def test_bench_streams_measures_the_four_figures(shapes_dynamic_onnx, videos, tmp_path):
+    before = set(threading.enumerate())
     res = CliRunner().invoke(cli, ["bench", str(shapes_dynamic_onnx), "--streams", str(videos[0]), "--streams",
                                    str(videos[1]), "--batch", "2", "--out-dir", str(tmp_path), "--name", "s"])
     assert res.exit_code == 0, res.output
@@ -274,5 +275,5 @@ def test_bench_streams_measures_the_four_figures(shapes_dynamic_onnx, videos, tm
     assert 0 < report["ratios"]["end_to_end_vs_model_only"] < 2 and report["ratios"]["host_pipelined_vs_serial"] > 0
     for part in ("model only", "end to end", "host capacity", "serial host path", "bottleneck"):
         assert part in res.output
-    threading.enumerate()  # (no thread of the runs is left behind: checked below)
-    assert not [t for t in threading.enumerate() if t.name.startswith(("read-", "model-", "results"))]
+    left = [t for t in set(threading.enumerate()) - before if t.name.startswith(("read-", "model-", "results"))]
+    assert not left, left  # every thread of the three pipeline runs ended with its run

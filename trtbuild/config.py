@@ -367,7 +367,7 @@ class BenchConfig:
     dynamic-H/W models; ``gpu_preprocess``: a TensorRT runner letterboxes on the GPU into its input buffer."""
 
     batches: tuple[int, ...] | None = None
-    warmup: int = 10
+    warmup: int | None = None  # None: 10 (the Triton load test: 2 per client)
     iters: int = 100
     images: Path | None = None
     imgsz: tuple[int, int] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import re
 import warnings
 
@@ -98,6 +99,40 @@ def with_options(options):
         return f
 
     return deco
+
+
+def option_names(options) -> list[str]:
+    """The Python names click gives ``options`` (``--max-det`` → ``max_det``)."""
+    def probe():
+        pass
+
+    for opt in options:
+        probe = opt(probe)
+    return [p.name for p in getattr(probe, "__click_params__", [])]
+
+
+def config_group(param: str, options, build):
+    """An option group shared between commands: ``options`` on the command line, one object in Python — the
+    command function receives ``build(**those options' values)`` as its parameter ``param`` instead of the loose
+    values (``build`` is typically a config class, or a function of the values)."""
+    names = option_names(options)
+
+    def deco(f):
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            kwargs[param] = build(**{n: kwargs.pop(n) for n in names})
+            return f(*args, **kwargs)
+
+        return with_options(options)(command)
+
+    return deco
+
+
+DETECT_OPTIONS = [
+    click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="Score threshold."),
+    click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold."),
+    click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1), help="Boxes per image."),
+]
 
 
 FLAVOR_OPTIONS = [

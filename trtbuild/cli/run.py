@@ -18,40 +18,60 @@ from ..tasks.bench_streams import format_bench_streams, run_bench_streams
 from ..tasks.bench_triton import run_bench_triton
 from ..tasks.evaluate import evaluate, format_eval
 from ..tasks.infer import run_infer
-from .common import OVERWRITE_OPTION, current_host, imgsz_option
+from .common import DETECT_OPTIONS, OVERWRITE_OPTION, config_group, current_host, imgsz_option
 from .status import LiveStatus
+
+
+def _batches(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        out = list(dict.fromkeys(int(v) for v in value.split(",") if v.strip()))
+    except ValueError:
+        out = []
+    if not out or any(b < 1 for b in out):
+        raise click.BadParameter(f"{value!r}: expected positive integers separated by commas, e.g. 1,2,4")
+    return out
+
+
+def _ints(ctx, param, value):
+    """click callback: ``1,2,4`` → (1, 2, 4); None stays None."""
+    return None if value is None else tuple(_batches(ctx, param, value))
+
+
+STREAM_OPTIONS = [
+    click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+                 help="Write detections as JSON lines (one object per image or frame), flushed as they come."),
+    click.option("--save", "save_dir", default=None, type=click.Path(file_okay=False),
+                 help="Write annotated pictures (image sources) and one annotated video per stream into this "
+                      "folder."),
+    *DETECT_OPTIONS,
+    click.option("--batch", default=None, type=click.IntRange(min=1),
+                 help="Frames per model call, filled across streams [default: the model's static batch, else one "
+                      "per stream, at most 8]."),
+    click.option("--max-wait-ms", default=20.0, show_default=True, type=click.FloatRange(min=0),
+                 help="How long a batch may wait for frames of other streams before it runs part-full."),
+    click.option("--vid-stride", default=1, show_default=True, type=click.IntRange(min=1),
+                 help="Every n-th frame of videos and live sources."),
+    click.option("--reconnect-s", default=None, type=click.FloatRange(min=0),
+                 help="How long a lost live source is retried before it is given up [default: until stopped]."),
+    click.option("--devices", default=None, callback=_ints,
+                 help="TensorRT: one runner per GPU, e.g. 0,1; batches are spread across them."),
+    OVERWRITE_OPTION,
+]
 
 
 @click.command("infer")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("sources", metavar="SOURCE [SOURCE ...]", nargs=-1, required=True)
-@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
-              help="Write detections as JSON lines (one object per image or frame), flushed as they come.")
-@click.option("--save", "save_dir", default=None, type=click.Path(file_okay=False),
-              help="Write annotated pictures (image sources) and one annotated video per stream into this folder.")
-@click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="Score threshold.")
-@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
-@click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1), help="Boxes per image.")
-@click.option("--batch", default=None, type=click.IntRange(min=1),
-              help="Frames per model call, filled across streams [default: the model's static batch, else one per "
-                   "stream, at most 8].")
-@click.option("--max-wait-ms", default=20.0, show_default=True, type=click.FloatRange(min=0),
-              help="How long a batch may wait for frames of other streams before it runs part-full.")
-@click.option("--vid-stride", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Every n-th frame of videos and live sources.")
-@click.option("--reconnect-s", default=None, type=click.FloatRange(min=0),
-              help="How long a lost live source is retried before it is given up [default: until stopped].")
-@click.option("--devices", default=None, callback=lambda c, p, v: _batches(c, p, v) if v else None,
-              help="TensorRT: one runner per GPU, e.g. 0,1; batches are spread across them.")
+@config_group("cfg", STREAM_OPTIONS, StreamConfig)
 @click.option("--stats", "stats_path", default=None, type=click.Path(dir_okay=False),
               help="Write the run's figures (per stream and per stage) as JSON at the end.")
 @click.option("--triton", default=None, metavar="URL",
               help="Send the frames to a Triton server (grpc://host:8001 or http://host:8000); MODEL is then the "
                    "name given to `trtbuild deploy triton`.")
-@OVERWRITE_OPTION
 @click.option("--quiet", is_flag=True, help="No live status.")
-def infer_cmd(model, sources, json_path, save_dir, conf, iou, max_det, batch, max_wait_ms, vid_stride, reconnect_s,
-              devices, stats_path, triton, overwrite, quiet):
+def infer_cmd(model, sources, cfg, stats_path, triton, quiet):
     """Detect objects in every SOURCE with MODEL (.onnx or .engine): images, folders, videos, RTSP / HTTP(S) URLs,
     webcam indices, or a .streams file listing one source per line.
 
@@ -80,9 +100,7 @@ def infer_cmd(model, sources, json_path, save_dir, conf, iou, max_det, batch, ma
         if not json_path:
             click.echo(json.dumps(rec))
 
-    cfg = StreamConfig(conf=conf, iou=iou, max_det=max_det, batch=batch, max_wait_ms=max_wait_ms,
-                       vid_stride=vid_stride, reconnect_s=reconnect_s, devices=devices, json_path=json_path,
-                       save_dir=save_dir, overwrite=overwrite)
+    json_path, save_dir, overwrite = cfg.json_path, cfg.save_dir, cfg.overwrite
     if stats_path:
         owned.check_replaceable(stats_path, overwrite)
     try:
@@ -109,20 +127,24 @@ def infer_cmd(model, sources, json_path, save_dir, conf, iou, max_det, batch, ma
         click.echo(f"warning: {failure}", err=True)
 
 
+EVAL_OPTIONS = [
+    click.option("--data", required=True, type=click.Path(), help="YOLO data set: a data.yaml, or a folder holding one."),
+    click.option("--split", default="val", show_default=True, help="Split named in the data.yaml."),
+    click.option("--conf", default=0.001, show_default=True, type=click.FloatRange(0, 1),
+                 help="Score threshold (ultralytics' val default: keep nearly everything for the PR curve)."),
+    *DETECT_OPTIONS[1:],
+    click.option("--batch", default=None, type=click.IntRange(min=1), help="Images per call (dynamic-batch models)."),
+    click.option("--limit", default=None, type=click.IntRange(min=1), help="Evaluate the first N images only."),
+    click.option("--report", default=None, type=click.Path(dir_okay=False), help="Write the JSON report here."),
+    OVERWRITE_OPTION,
+]
+
+
 @click.command("eval")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--data", required=True, type=click.Path(),
-              help="YOLO data set: a data.yaml, or a folder holding one.")
-@click.option("--split", default="val", show_default=True, help="Split named in the data.yaml.")
-@click.option("--conf", default=0.001, show_default=True, type=click.FloatRange(0, 1),
-              help="Score threshold (ultralytics' val default: keep nearly everything for the PR curve).")
-@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
-@click.option("--max-det", default=300, show_default=True, type=click.IntRange(min=1), help="Boxes per image.")
-@click.option("--batch", default=None, type=click.IntRange(min=1), help="Images per call (dynamic-batch models).")
-@click.option("--report", default=None, type=click.Path(dir_okay=False), help="Write the JSON report here.")
-@OVERWRITE_OPTION
+@config_group("cfg", EVAL_OPTIONS, EvalConfig)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def eval_cmd(model, data, split, conf, iou, max_det, batch, report, overwrite, quiet):
+def eval_cmd(model, cfg, quiet):
     """mAP50, mAP50-95, per-class AP, P and R of MODEL on a YOLO-format data set (ultralytics' val protocol).
 
     Refused when no image of the split has labels, or when the model's classes do not match the data set's.
@@ -132,33 +154,35 @@ def eval_cmd(model, data, split, conf, iou, max_det, batch, report, overwrite, q
       trtbuild eval engines/shapes-yolov8n.sim.onnx --data datasets/shapes --report engines/eval.json
       trtbuild eval engines/shapes-yolov8n.int8.onnx --data datasets/shapes --limit 100
     """
-    cfg = EvalConfig(data=data, split=split, conf=conf, iou=iou, max_det=max_det, batch=batch, report=report,
-                     overwrite=overwrite)
     res = evaluate(model, cfg, host=current_host(), progress=not quiet)
     click.echo(format_eval(res))
-    if report:
-        click.echo(f"report: {report}")
+    if cfg.report:
+        click.echo(f"report: {cfg.report}")
 
 
-def _batches(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        out = list(dict.fromkeys(int(v) for v in value.split(",") if v.strip()))
-    except ValueError:
-        out = []
-    if not out or any(b < 1 for b in out):
-        raise click.BadParameter(f"{value!r}: expected positive integers separated by commas, e.g. 1,2,4")
-    return out
+BENCH_OPTIONS = [
+    click.option("--batch", "batches", default=None, callback=_ints,
+                 help="Batch sizes, e.g. 1,2,4 [default: 1, plus each static-batch model's own batch]."),
+    click.option("--warmup", default=None, type=click.IntRange(min=0),
+                 help="Untimed calls first [default: 10; with --triton, 2 per client]."),
+    click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1), help="Timed calls."),
+    click.option("--images", default=None, type=click.Path(),
+                 help="Folder of images to cycle through [default: ultralytics' bus.jpg and zidane.jpg]."),
+    click.option("--imgsz", default=None, callback=imgsz_option,
+                 help="Input size H,W for dynamic-H/W models [default: the model's metadata, else 640]."),
+    *DETECT_OPTIONS[:2],
+    click.option("--cpu-preprocess", is_flag=True,
+                 help="Letterbox on the CPU for TensorRT engines too [default: GPU letterbox into the input buffer]."),
+]
+
+
+def _bench_config(cpu_preprocess: bool, **options) -> BenchConfig:
+    return BenchConfig(gpu_preprocess=not cpu_preprocess, **options)
 
 
 @click.command("bench")
 @click.argument("models", metavar="MODEL [MODEL ...]", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--batch", "batches", default=None, callback=_batches,
-              help="Batch sizes, e.g. 1,2,4 [default: 1, plus each static-batch model's own batch].")
-@click.option("--warmup", default=None, type=click.IntRange(min=0),
-              help="Untimed calls first [default: 10; with --triton, 2 per client].")
-@click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1), help="Timed calls.")
+@config_group("cfg", BENCH_OPTIONS, _bench_config)
 @click.option("--triton", default=None, metavar="URL",
               help="Load-test the model deployed on this Triton server (grpc://host:8001 or http://host:8000); "
                    "MODEL is the deployed name.")
@@ -166,24 +190,15 @@ def _batches(ctx, param, value):
               help="With --triton: concurrent clients per level; the first level is the baseline.")
 @click.option("--requests", default=50, show_default=True, type=click.IntRange(min=1),
               help="With --triton: requests per client at each level.")
-@click.option("--images", default=None, type=click.Path(),
-              help="Folder of images to cycle through [default: ultralytics' bus.jpg and zidane.jpg].")
-@click.option("--imgsz", default=None, callback=imgsz_option,
-              help="Input size H,W for dynamic-H/W models [default: the model's metadata, else 640].")
-@click.option("--conf", default=0.25, show_default=True, type=click.FloatRange(0, 1), help="Score threshold.")
-@click.option("--iou", default=0.7, show_default=True, type=click.FloatRange(0, 1), help="NMS IoU threshold.")
 @click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False),
               help="Where the report files go.")
 @click.option("--name", default=None, help="Report base name: NAME.bench.{json,md,png} [default: the first model's name, e.g. yolov8n for yolov8n.sim.onnx].")
-@click.option("--cpu-preprocess", is_flag=True,
-              help="Letterbox on the CPU for TensorRT engines too [default: GPU letterbox into the input buffer].")
 @click.option("--streams", "stream_sources", multiple=True, metavar="SOURCE",
               help="Measure the streaming pipeline on these video files (repeat, or one .streams file): model only, "
                    "end to end, host capacity (recorded outputs) and the serial host path, in one run.")
 @OVERWRITE_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def bench_cmd(models, batches, warmup, iters, triton, concurrency, requests, images, imgsz, conf, iou, out_dir, name,
-              cpu_preprocess, stream_sources, overwrite, quiet):
+def bench_cmd(models, cfg, triton, concurrency, requests, out_dir, name, stream_sources, overwrite, quiet):
     """Time MODEL(s) end to end (letterbox → infer → decode/NMS) per batch size; the first model is the baseline.
 
     Reports latency percentiles, throughput, time per stage and device memory, and ratios against the first
@@ -206,9 +221,8 @@ def bench_cmd(models, batches, warmup, iters, triton, concurrency, requests, ima
         with output_folders(out_dir):
             for f in files.values():
                 owned.check_replaceable(f, overwrite)
-            report = run_bench_streams(models[0], sources, StreamConfig(conf=conf, iou=iou,
-                                                                         batch=batches[0] if batches else None),
-                                       host=current_host())
+            stream_cfg = StreamConfig(conf=cfg.conf, iou=cfg.iou, batch=cfg.batches[0] if cfg.batches else None)
+            report = run_bench_streams(models[0], sources, stream_cfg, host=current_host())
             text = format_bench_streams(report)
             write_json_atomic(files["json"], report, overwrite)
             write_bytes_atomic(files["md"], f"```\n{text}\n```\n".encode(), overwrite)
@@ -219,21 +233,18 @@ def bench_cmd(models, batches, warmup, iters, triton, concurrency, requests, ima
         if len(models) != 1:
             raise click.BadParameter("with --triton, give one MODEL: the name it was deployed under",
                                      param_hint="MODEL")
-        batch = batches[0] if batches else 1
+        batch = cfg.batches[0] if cfg.batches else 1
         with output_folders(out_dir):  # checked before the load test; removed again if it fails
             bench_files(out_dir, name or f"{models[0]}.triton", overwrite)
-            result = run_bench_triton(triton, models[0], concurrency, requests, 2 if warmup is None else warmup,
-                                      batch, images, progress=not quiet)
+            result = run_bench_triton(triton, models[0], concurrency, requests, 2 if cfg.warmup is None else
+                                      cfg.warmup, batch, cfg.images, progress=not quiet)
             files = write_bench_report(result, Path(out_dir), name or f"{models[0]}.triton", overwrite)
         click.echo(format_bench(result))
         click.echo(f"report {files['md']}, {files['png']}, {files['json']}")
         return
-    warmup = 10 if warmup is None else warmup
     paths = [Path(m) for m in models]
     with output_folders(out_dir):  # the report's folder and files are checked before minutes of benchmarking
         bench_files(out_dir, name or model_name(paths[0]), overwrite)
-        cfg = BenchConfig(batches=batches, warmup=warmup, iters=iters, images=images, imgsz=imgsz, conf=conf,
-                          iou=iou, gpu_preprocess=not cpu_preprocess)
         result = run_bench(paths, cfg, host=current_host(), progress=not quiet)
         files = write_bench_report(result, Path(out_dir), name or model_name(paths[0]), overwrite)
     click.echo(format_bench(result))

@@ -167,8 +167,8 @@ def run_bench(models: Sequence[str | os.PathLike], config: BenchConfig = BenchCo
     with the reason), as does a batch the runner refuses.
     """
     cfg = config
-    batches, warmup, iters, images, imgsz = (list(cfg.batches) if cfg.batches else None), cfg.warmup, cfg.iters, \
-        cfg.images, cfg.imgsz
+    batches, iters, images, imgsz = (list(cfg.batches) if cfg.batches else None), cfg.iters, cfg.images, cfg.imgsz
+    warmup = 10 if cfg.warmup is None else cfg.warmup
     conf, iou, gpu_preprocess = cfg.conf, cfg.iou, cfg.gpu_preprocess
     models = [Path(m) for m in models]
     if not models:

@@ -4,7 +4,8 @@ what the model alone and what the host alone can do, measured in one run.
 Four measurements on the same sources and the same batch size:
 
 * **model only**: the model called back to back on a batch of letterboxed frames of the sources (no decoding, no
-  postprocess): the ceiling any pipeline can reach with this model and batch;
+  postprocess), the better of a run before and a run after the others: the ceiling any pipeline can reach with this
+  model and batch;
 * **end to end**: the streaming pipeline with the real model: frames/s, and per stream the latency from capture to
   result (p50/p99); its ratio to the model-only figure says how much of the model's speed the pipeline keeps;
 * **host capacity**: the same pipeline with a ``RecordedRunner`` (the model's real outputs, replayed instantly):
@@ -134,8 +135,10 @@ def run_bench_streams(model, sources, config: StreamConfig = StreamConfig(), hos
         hw = first.info.run_hw()
         batch, end2end = default_batch(first, specs, config.batch), first.info.end2end
         example = letterbox_batch(_first_frames(specs, batch), hw)[0]
-        only = model_only(first, example)
+        before = model_only(first, example)
         e2e = _pipeline_run(models, specs, config)
+        after = model_only(first, example)  # the better of a run before and one after: the ceiling, not a bad moment
+        only = max(before, after, key=lambda r: r["fps"])
         recorded = RecordedRunner(first, example)
     host_cap = _pipeline_run([recorded], specs, config)
     base = serial_host_path(specs, recorded, hw, batch, end2end) if serial else None
