@@ -30,6 +30,8 @@ _RUN_FIELDS = ("force", "overwrite", "out_dir", "name", "out", "strict")
 
 
 MAX_IMGSZ = 8192  # beyond this an input's activations alone need tens of GiB
+DEFAULT_IMGSZ = (640, 640)  # the size YOLO models are trained and exported at (ModelInfo's fallback too)
+DEFAULT_STRIDE = 32  # the largest stride of a YOLO detect head
 
 
 def parse_imgsz(value: int | str | tuple | list, param: str = "imgsz") -> tuple[int, int]:
@@ -122,7 +124,7 @@ class StageConfig:
 class ExportConfig(StageConfig):
     """ultralytics → ONNX. ``dynamic`` makes the batch axis dynamic; ``dynamic_hw`` also height and width."""
 
-    imgsz: tuple[int, int] = (640, 640)
+    imgsz: tuple[int, int] = DEFAULT_IMGSZ
     batch: int = 1
     dynamic: bool = False
     dynamic_hw: bool = False

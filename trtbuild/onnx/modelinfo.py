@@ -13,12 +13,11 @@ from pathlib import Path
 
 import onnx
 
+from ..config import DEFAULT_IMGSZ, DEFAULT_STRIDE
 from ..errors import InputError, UnsupportedModelError
 from ..iospec import IOSpec
 from .graph import get_metadata, io_specs, load_onnx, parse_literal
 
-DEFAULT_IMGSZ = (640, 640)  # the size YOLO models are trained and exported at
-DEFAULT_STRIDE = 32  # the largest stride of a YOLO detect head
 
 
 def _static(d) -> bool:
