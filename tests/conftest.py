@@ -80,6 +80,17 @@ def exported_yolov8n(tmp_path_factory):
     return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), out_dir=out)).output
 
 
+@pytest.fixture(scope="session")
+def exported_yolov8n_dynamic(tmp_path_factory):
+    """yolov8n.yaml (random weights, seeded) exported at 320×320 with a dynamic batch axis, once per session: read
+    it, or copy it before writing beside it."""
+    from trtbuild.config import ExportConfig
+    from trtbuild.stages.export import export
+
+    out = tmp_path_factory.mktemp("export-dynamic")
+    return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic=True, out_dir=out, name="dyn")).output
+
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES_MODEL = os.path.join(REPO_ROOT, "models", "shapes-yolov8n.pt")
 SHAPES_VAL_IMAGES = 120  # val images in the session's synthetic data set (kept small: 2 CPU cores)

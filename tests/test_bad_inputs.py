@@ -420,12 +420,8 @@ def test_a_damaged_video_says_which_frames_it_lost(model, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def dynamic_model(tmp_path_factory) -> Path:
-    from trtbuild.config import ExportConfig
-    from trtbuild.stages.export import export
-
-    return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic=True,
-                                               out_dir=tmp_path_factory.mktemp("dyn"))).output
+def dynamic_model(exported_yolov8n_dynamic) -> Path:
+    return exported_yolov8n_dynamic
 
 
 def test_a_batch_beyond_this_hosts_memory_is_one_line(dynamic_model, tmp_path):

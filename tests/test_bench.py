@@ -32,13 +32,9 @@ FAST = dict(warmup=1, iters=3)
 
 
 @pytest.fixture(scope="module")
-def dynamic_yolov8n(tmp_path_factory):
-    """yolov8n.yaml exported at 320 with a dynamic batch axis."""
-    from trtbuild.config import ExportConfig
-    from trtbuild.stages.export import export
-
-    out = tmp_path_factory.mktemp("export-dyn")
-    return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic=True, out_dir=out, name="dyn")).output
+def dynamic_yolov8n(exported_yolov8n_dynamic):
+    """yolov8n.yaml exported at 320 with a dynamic batch axis (the session's)."""
+    return exported_yolov8n_dynamic
 
 
 def _cli(*args):

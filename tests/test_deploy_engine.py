@@ -18,11 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from trtbuild.cli import cli
-from trtbuild.config import BuildConfig, DeployConfig, ExportConfig, UltralyticsConfig
+from trtbuild.config import BuildConfig, DeployConfig, UltralyticsConfig
 from trtbuild.cuda.probe import CudaProbe
 from trtbuild.errors import InputError
 from trtbuild.layout import sidecar_path
-from trtbuild.stages.export import export
 from trtbuild.tasks.deploy import deploy_triton, deploy_ultralytics
 from trtbuild.trt.builder import build
 from trtbuild.trt.compat import TensorRTInfo, tensorrt_info
@@ -33,10 +32,11 @@ pytest.importorskip("tritonclient", reason="tritonclient is not installed (the '
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory) -> Path:
+def engine(tmp_path_factory, exported_yolov8n_dynamic) -> Path:
     """A real FP32 TensorRT-RTX engine of a dynamic-batch yolov8n export at 320, profile batch 1 / 4 / 8."""
     out = tmp_path_factory.mktemp("deploy-engine")
-    onnx_path = export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic=True, out_dir=out)).output
+    onnx_path = out / "yolov8n.onnx"
+    shutil.copyfile(exported_yolov8n_dynamic, onnx_path)
     host = Host(TensorRTInfo(False, error="not installed"), CudaProbe(error="no CUDA driver"), rtx=tensorrt_info("rtx"))
     res = build(onnx_path, BuildConfig(precision="fp32", flavor="rtx", min_batch=1, opt_batch=4, max_batch=8,
                                        target_cc=("8.9",), out_dir=out), host=host, progress=False)

@@ -18,12 +18,11 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from trtbuild.cli import cli
-from trtbuild.config import BuildConfig, CalibrateConfig, CheckConfig, ExportConfig, FP16Config, Int8Config
+from trtbuild.config import BuildConfig, CalibrateConfig, CheckConfig, FP16Config, Int8Config
 from trtbuild.cuda.probe import CudaProbe
 from trtbuild.errors import BuildError, InputError
 from trtbuild.layout import layers_path, sidecar_path
 from trtbuild.owned import NotOursError
-from trtbuild.stages.export import export
 from trtbuild.stages.precision.calibrate import calibrate
 from trtbuild.stages.precision.fp16 import fp16
 from trtbuild.stages.precision.int8 import int8, qdq_tensors
@@ -109,14 +108,14 @@ def test_budget_fallback_model_is_the_int8_source(reference, host, tmp_path):
     assert Path(res.report["source_onnx"]).name == "fb.int8fb.onnx" and res.report["int8_source"] == "qdq"
 
 
-def test_dynamic_batch_export_gets_its_profile(host, tmp_path):
-    onnx_path = export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic=True, out_dir=tmp_path)).output
+def test_dynamic_batch_export_gets_its_profile(host, tmp_path, exported_yolov8n_dynamic, exported_yolov8n):
+    onnx_path = exported_yolov8n_dynamic
     res = build(onnx_path, BuildConfig(precision="fp32", flavor="rtx", min_batch=1, opt_batch=4, max_batch=8,
                                        target_cc=("8.9",), out_dir=tmp_path), host=host, progress=False)
     meta = res.report
     assert meta["profiles"] == {"images": [[1, 3, 320, 320], [4, 3, 320, 320], [8, 3, 320, 320]]}
     assert meta["io"][0]["shape"] == [-1, 3, 320, 320] and meta["target_compute_capabilities"] == ["8.9"]
-    static = export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), out_dir=tmp_path / "static")).output
+    static = exported_yolov8n  # 320, batch 1
     with pytest.raises(InputError, match="fixed at 1"):  # a static export refuses a batch profile, before building
         build(static, BuildConfig(precision="fp32", flavor="rtx", max_batch=4, out_dir=tmp_path), host=host)
 

@@ -47,12 +47,8 @@ def batch() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def dynamic_onnx(tmp_path_factory) -> Path:
-    from trtbuild.config import ExportConfig
-    from trtbuild.stages.export import export
-
-    return export("yolov8n.yaml", ExportConfig(imgsz=(320, 320), dynamic=True,
-                                               out_dir=tmp_path_factory.mktemp("dyn"))).output
+def dynamic_onnx(exported_yolov8n_dynamic) -> Path:
+    return exported_yolov8n_dynamic
 
 
 @pytest.fixture
