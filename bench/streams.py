@@ -12,7 +12,9 @@ stream loader). Prints every figure and the verdicts:
 
 * host capacity (pipelined, recorded outputs) ≥ 1.8× the serial host path;
 * end to end ≥ 95 % of the model-only throughput at the same batch;
-* end to end ≥ 2× ultralytics' predict (frames with results per second of wall time).
+* end to end ≥ 2× ultralytics' predict (frames with results per second of wall time), against its stream loader
+  with ``stream_buffer=True`` (every frame processed; its default drops all but each video's newest frame, so on
+  files it processes a handful of frames: printed too, not used for the verdict).
 """
 
 from __future__ import annotations
@@ -81,15 +83,17 @@ def make_video(path: Path, seed: int, n: int, w: int, h: int) -> str:
     return "mp4v"
 
 
-def ultralytics_streams(onnx: Path, streams_file: Path, imgsz: int) -> dict:
-    """ultralytics' predict over the .streams file (its LoadStreams: one reader thread per video, the newest frame
-    of each per batch): frames with a result per second of wall time, and how many frames that covered."""
+def ultralytics_streams(onnx: Path, streams_file: Path, imgsz: int, buffer: bool) -> dict:
+    """ultralytics' predict over the .streams file (its LoadStreams: one reader thread per video; ``buffer`` False, its
+    default: each batch takes every video's newest frame and the rest are dropped; True: up to 30 frames a video are
+    kept and the readers wait, so every frame is processed): frames with a result per second of wall time."""
     from ultralytics import YOLO
 
     model = YOLO(str(onnx), task="detect")
     t0 = time.perf_counter()
     frames = 0
-    for _ in model.predict(str(streams_file), stream=True, imgsz=imgsz, device="cpu", verbose=False, conf=0.25):
+    for result in model.predict(str(streams_file), stream=True, imgsz=imgsz, device="cpu", verbose=False, conf=0.25,
+                                stream_buffer=buffer):
         frames += 1
     wall = time.perf_counter() - t0
     return {"frames": frames, "seconds": round(wall, 3), "fps": round(frames / wall, 2)}
@@ -123,11 +127,15 @@ def main(argv=None) -> int:
 
     report = run_bench_streams(onnx, streams_file, StreamConfig(batch=args.streams))
     print(format_bench_streams(report))
-    theirs = ultralytics_streams(onnx, streams_file, args.imgsz)
+    dropping = ultralytics_streams(onnx, streams_file, args.imgsz, buffer=False)
+    theirs = ultralytics_streams(onnx, streams_file, args.imgsz, buffer=True)
     e2e, only = report["end_to_end"], report["model_only"]
     ratio_ul = e2e["fps"] / max(theirs["fps"], 1e-9)
-    print(f"  ultralytics predict  {theirs['fps']:>8.1f} frames/s  ({theirs['frames']} frames with results of "
-          f"{args.streams * args.frames}: its stream loader keeps only each video's newest frame)")
+    total = args.streams * args.frames
+    print(f"  ultralytics predict  {dropping['fps']:>8.1f} frames/s  ({dropping['frames']} of {total} frames got a "
+          "result: its default stream loader keeps only each video's newest frame)")
+    print(f"  ultralytics predict  {theirs['fps']:>8.1f} frames/s  ({theirs['frames']} of {total} frames, "
+          "stream_buffer=True: every frame; the baseline below)")
     verdicts = [
         ("host capacity ≥ 1.8× the serial host path", report["ratios"]["host_pipelined_vs_serial"], 1.8),
         ("end to end ≥ 95 % of model only", e2e["fps"] / only["fps"], 0.95),
@@ -136,7 +144,7 @@ def main(argv=None) -> int:
     for text, value, target in verdicts:
         print(f"  {text}: {value:.2f} → {'MET' if value >= target else 'NOT MET'}")
     if args.json:
-        args.json.write_text(json.dumps({**report, "ultralytics": theirs, "verdicts": [
+        args.json.write_text(json.dumps({**report, "ultralytics": theirs, "ultralytics_default": dropping, "verdicts": [
             {"target": t, "value": round(v, 3), "met": v >= g} for t, v, g in verdicts]}, indent=1, default=str))
     return 0
 
