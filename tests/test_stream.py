@@ -107,6 +107,37 @@ def test_a_static_batch_model_is_padded_and_the_padding_counted(exported_yolov8n
     assert len(results) == 12 and spy[0]["batch"] == 1 and spy[0]["padded_rows"] == 0
 
 
+def test_a_model_with_dynamic_height_and_width_runs_frames_at_their_rectangle(videos, tmp_path):
+    """ultralytics' rectangular inference: 480x320 frames at 320 go to a dynamic-H/W model as 224x320, and the
+    detections are ultralytics' own predictions on the same ONNX (which letterboxes the same way)."""
+    from ultralytics import YOLO
+
+    from tests.conftest import SHAPES_MODEL
+    from trtbuild.config import ExportConfig
+    from trtbuild.stages.export import export
+
+    onnx = export(SHAPES_MODEL, ExportConfig(imgsz=(320, 320), dynamic=True, dynamic_hw=True, out_dir=tmp_path,
+                                             name="rect")).output
+    shapes = []
+
+    class Spy(OnnxRunner):
+        def infer(self, batch):
+            shapes.append(batch.shape)
+            return super().infer(batch)
+
+    with Spy(onnx) as runner:
+        ours = list(stream(runner, [str(videos[1])], StreamConfig(conf=0.25, batch=1)))
+    assert {s[2:] for s in shapes} == {(224, 320)}
+    theirs = list(YOLO(str(onnx), task="detect").predict(str(videos[1]), stream=True, imgsz=320, conf=0.25,
+                                                         device="cpu", verbose=False))
+    assert len(ours) == len(theirs) == 15
+    for r, t in zip(ours, theirs):
+        assert len(r.detections) == len(t.boxes), r.frame
+        np.testing.assert_allclose(r.detections.boxes, t.boxes.xyxy.numpy(), atol=0.05, err_msg=str(r.frame))
+        np.testing.assert_allclose(r.detections.scores, t.boxes.conf.numpy(), atol=1e-4, err_msg=str(r.frame))
+    assert sum(len(r.detections) for r in ours) > 10
+
+
 def test_a_failing_source_does_not_stop_the_others(shapes_dynamic_onnx, videos, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")

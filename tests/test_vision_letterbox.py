@@ -19,6 +19,7 @@ from trtbuild.vision.letterbox import (
     letterbox_batch,
     letterbox_info,
     letterbox_into,
+    rect_hw,
     scale_boxes,
 )
 
@@ -127,6 +128,25 @@ def test_info_matches_ultralytics_params():
         assert info.new_shape == target and info.orig_shape == (h, w)
         assert p["top"] + p["bottom"] + info.unpad_shape[0] == target[0]
         assert p["left"] + p["right"] + info.unpad_shape[1] == target[1]
+
+
+def test_rect_size_and_pixels_match_ultralytics_auto_letterbox(photos):
+    """A model with a dynamic H and W runs a frame at ``rect_hw`` (ultralytics' ``LetterBox(auto=True)``): the same
+    size on 500 random frames and targets, and the same pixels on the photos."""
+    from ultralytics.data.augment import LetterBox
+
+    rng = np.random.default_rng(2)
+    for _ in range(500):
+        h, w = (int(v) for v in rng.integers(1, 4000, 2))
+        target = int(rng.choice([320, 480, 640, 1280]))
+        out = LetterBox(target, auto=True, stride=32)(image=np.zeros((h, w, 3), np.uint8))
+        assert rect_hw((h, w), target, 32) == out.shape[:2], (h, w, target)
+    assert rect_hw((720, 1280), 640, 32) == (384, 640)
+    for name, img in photos.items():
+        hw = rect_hw(img.shape, 640, 32)
+        ref = LetterBox(640, auto=True, stride=32)(image=img)
+        ref = np.ascontiguousarray(ref[..., ::-1].transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+        np.testing.assert_array_equal(letterbox(img, hw)[0], ref, err_msg=name)
 
 
 def test_batch_writes_into_preallocated_buffer(photos):

@@ -21,11 +21,12 @@ from ..runtime.onnx import OnnxRunner
 from ..runtime.open import open_runner
 from ..trt.host import Host
 from ..vision.batch import check_batch_memory
+from ..vision.letterbox import rect_hw
 from .pipeline import Hooks, Pipeline, StreamResult, default_batch
-from .sources import SourceSpec, parse_sources
+from .sources import SourceSpec, frame_size, parse_sources
 from .stats import status_lines
 
-__all__ = ["Hooks", "Pipeline", "SourceSpec", "StreamConfig", "StreamResult", "open_models", "parse_sources", "status_lines",
+__all__ = ["Hooks", "Pipeline", "SourceSpec", "StreamConfig", "StreamResult", "open_models", "parse_sources", "run_hw", "status_lines",
            "stream"]
 
 
@@ -51,11 +52,26 @@ def open_models(model, config: StreamConfig = StreamConfig(), host: Host | None 
         yield runners
 
 
+def run_hw(model, specs: Sequence[SourceSpec]) -> tuple[int, int]:
+    """The input size a run uses: the model's; for a model with a dynamic H and W whose sources all have one known
+    frame size, the smallest stride-aligned rectangle that holds it (ultralytics' rectangular inference)."""
+    if not isinstance(model, Runner):
+        return DEFAULT_IMGSZ
+    info = model.info
+    hw = info.run_hw()
+    if not info.dynamic_hw:
+        return hw
+    sizes = {frame_size(s) for s in specs}
+    if len(sizes) == 1 and None not in sizes:
+        return rect_hw(sizes.pop(), hw, info.stride)
+    return hw
+
+
 def build_pipeline(models: Sequence, specs: Sequence[SourceSpec], config: StreamConfig,
                    hooks: Hooks | None = None) -> Pipeline:
     """A ``Pipeline`` for ``models`` (as ``open_models`` gives them) over ``specs``, set up from ``config``."""
     first = models[0]
-    hw = first.info.run_hw() if isinstance(first, Runner) else DEFAULT_IMGSZ
+    hw = run_hw(first, specs)
     batch = default_batch(first, specs, config.batch)
     check_batch_memory(batch, hw, getattr(first, "path", "the model"), buffers=config.buffers)
     return Pipeline(models, specs, config, hw=hw, batch=batch, hooks=hooks)

@@ -290,7 +290,7 @@ class Pipeline:
             self.json.write(result.to_record(self.names, spec.kind not in ("image", "folder")))
         if not self.keep_frames:
             result.image = None
-        self.stats.streams[item.stream].result(now - item.captured_mono, now)
+        self.stats.delivered(item.stream, now - item.captured_mono, now)
         self.stats.stage("sink", time.perf_counter() - t0)
         self._put(self._results, result)
 

@@ -106,6 +106,22 @@ def parse_sources(sources: str | os.PathLike | Sequence) -> list[SourceSpec]:
     return specs
 
 
+def frame_size(spec: SourceSpec) -> tuple[int, int] | None:
+    """(H, W) of a video file's frames or of a single image, read from the file; None for anything else (a folder
+    may mix sizes, a live source says it only once connected)."""
+    if spec.kind == "video":
+        cap = cv2.VideoCapture(spec.uri)
+        try:
+            h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        finally:
+            cap.release()
+        return (h, w) if h > 0 and w > 0 else None
+    if spec.kind == "image":
+        image = read_image(spec.uri)
+        return None if image is None else image.shape[:2]
+    return None
+
+
 @dataclass
 class Frame:
     """One decoded frame: the stream it came from, its index in that stream, when it was captured (wall clock and

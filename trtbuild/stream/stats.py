@@ -77,9 +77,26 @@ class RunStats:
         self.padded = 0  # rows of a static batch filled with nothing (no frame to put there)
         self.rows = 0
         self.samples: list[dict[str, int]] = []
+        self.first_result: float | None = None  # monotonic times of the first and the last result of the run
+        self.last_result: float | None = None
         self.started = time.monotonic()
         self.ended: float | None = None
         self._lock = threading.Lock()
+
+    def delivered(self, stream: int, latency_s: float, now: float) -> None:
+        """A result of ``stream`` left the pipeline ``latency_s`` after its frame was captured."""
+        self.streams[stream].result(latency_s, now)
+        if self.first_result is None:
+            self.first_result = now
+        self.last_result = now
+
+    def steady_fps(self) -> float | None:
+        """Results per second from the first result to the last: the throughput without the start (opening the
+        sources, the first model call) and without waiting for more; None before two results."""
+        done = sum(s.done for s in self.streams.values())
+        if done < 2 or self.last_result == self.first_result:
+            return None
+        return (done - 1) / (self.last_result - self.first_result)
 
     def stage(self, name: str, seconds: float, items: int = 1) -> None:
         with self._lock:
@@ -143,7 +160,9 @@ class RunStats:
         with self._lock:
             streams = [s.to_dict(now) for s in self.streams.values()]
         done = sum(s["done"] for s in streams)
+        steady = self.steady_fps()
         return {"wall_s": round(self.wall, 3), "frames": done, "fps": round(done / max(self.wall, 1e-9), 2),
+                "steady_fps": None if steady is None else round(steady, 2),
                 "batch": self.batch, "batches": self.batches, "mean_batch": round(self.rows / max(self.batches, 1), 2),
                 "padded_rows": self.padded, "streams": streams, "stages": self.stage_table(readers, inferers),
                 "queues": self.occupancy_summary(), "bottleneck": self.bottleneck(readers, inferers)}

@@ -6,7 +6,8 @@ Four measurements on the same sources and the same batch size:
 * **model only**: the model called back to back on a batch of letterboxed frames of the sources (no decoding, no
   postprocess), the better of a run before and a run after the others: the ceiling any pipeline can reach with this
   model and batch;
-* **end to end**: the streaming pipeline with the real model: frames/s, and per stream the latency from capture to
+* **end to end**: the streaming pipeline with the real model: frames/s (from the first result to the last: the rate
+  once running, without opening the sources and the first model call), and per stream the latency from capture to
   result (p50/p99); its ratio to the model-only figure says how much of the model's speed the pipeline keeps;
 * **host capacity**: the same pipeline with a ``RecordedRunner`` (the model's real outputs, replayed instantly):
   everything real except the model — how fast this host can feed a model, with the per-stage table;
@@ -26,7 +27,7 @@ from ..config import StreamConfig
 from ..errors import InputError
 from ..runtime.base import Runner
 from ..runtime.null import RecordedRunner
-from ..stream import build_pipeline, open_models, parse_sources
+from ..stream import build_pipeline, open_models, parse_sources, run_hw
 from ..stream.pipeline import default_batch
 from ..stream.sources import SourceSpec
 from ..trt.host import Host
@@ -115,6 +116,7 @@ def _pipeline_run(models: list, specs: Sequence[SourceSpec], config: StreamConfi
     for _ in pipeline.results():
         frames += 1
     snap = pipeline.snapshot()
+    snap["fps"] = snap["steady_fps"] or snap["fps"]  # first result to last: the rate, not the start-up
     lat = [s["latency_ms"] for s in snap["streams"]]
     snap["latency_ms"] = {"p50": round(float(np.median([x["p50"] for x in lat if x["p50"] is not None])), 2),
                           "p99": round(max(x["p99"] for x in lat if x["p99"] is not None), 2)}
@@ -132,7 +134,7 @@ def run_bench_streams(model, sources, config: StreamConfig = StreamConfig(), hos
         first = models[0]
         if not isinstance(first, Runner):
             raise InputError("the streaming benchmark needs a local model file (.onnx or .engine)")
-        hw = first.info.run_hw()
+        hw = run_hw(first, specs)
         batch, end2end = default_batch(first, specs, config.batch), first.info.end2end
         example = letterbox_batch(_first_frames(specs, batch), hw)[0]
         before = model_only(first, example)
