@@ -4,8 +4,8 @@
     python bench/streams.py [--streams 4] [--frames 150] [--size 1280x720] [--onnx model.onnx] [--work DIR]
 
 Makes ``--streams`` real H.264 videos (GStreamer's x264enc where Debian's packages are installed, else OpenCV's mp4v)
-of moving synthetic shapes, exports the reference model as ultralytics' dynamic export (batch, H and W: ultralytics'
-predictor letterboxes rectangles for it, trtbuild runs it at its 640x640), and measures with
+of moving synthetic shapes, exports the reference model as ultralytics' dynamic export (batch, H and W: both
+ultralytics' predictor and trtbuild letterbox 1280x720 frames into 384x640 rectangles for it), and measures with
 ``trtbuild bench --streams`` (model only, end to end, host capacity with recorded outputs, the serial host path)
 and ultralytics' ``predict`` on the same ONNX and the same videos through its ``.streams`` file (its default
 stream loader). Prints every figure and the verdicts:

@@ -194,6 +194,11 @@ def test_an_output_that_is_an_input_is_refused(model, tmp_path):
     refused(run("simplify", onnx, "--out", onnx, "--overwrite"), 2, "the same file as the input")
     assert_intact(before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    # after a real simplify (an up-to-date report), --out naming the input is still refused, not "up to date"
+    assert run("simplify", onnx).exit_code == 0
+    before = shas(tmp_path)
+    refused(run("simplify", onnx, "--out", onnx), 2, "--out", "the same file as the input")
+    assert_intact(before)
 
 
 def test_a_stage_output_the_user_put_there_is_not_replaced(model, tmp_path):

@@ -340,11 +340,13 @@ def run_stage(stage: str, key: str, report_path: str | os.PathLike, output: str 
     and nobody changed since, unless ``overwrite`` (``owned``); an output that is an input is refused.
     """
     report_path = Path(report_path)
-    in_records = input_records(inputs)
-    if not force and (report := cached_report(report_path, key, in_records)) is not None:
-        return StageResult(Path(output or report["output"]), report_path, report, skipped=True)
     in_paths = [Path(p) for p in (inputs or {}).values()]
-    owned.refuse_input_as_output([report_path, *([output] if output else [])], in_paths)
+    owned.refuse_input_as_output([report_path, *([output] if output else [])], in_paths)  # even when up to date
+    in_records = input_records(inputs)
+    if not force and (report := cached_report(report_path, key, in_records)) is not None and (
+            output is None or owned.same_file(output, report_path)
+            or any(owned.same_file(output, report_path.parent / rel) for rel in report["outputs"])):
+        return StageResult(Path(output or report["output"]), report_path, report, skipped=True)
     previous = (read_json(report_path) or {}).get("outputs") if report_path.is_file() else None
     earlier = [report_path.parent / rel for rel in previous] if isinstance(previous, dict) else []
     for dest in (report_path, *([Path(output)] if output else []), *earlier):
