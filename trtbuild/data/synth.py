@@ -355,7 +355,7 @@ def _prepare(root: Path, overwrite: bool = False) -> None:
     if foreign:
         more = f" and {len(foreign) - 1} more file(s)" if len(foreign) > 1 else ""
         raise InputError(f"out={root}: {foreign[0]}{more} not written by synth would end up in (or be replaced by) "
-                         "the data set; move them away or choose an empty folder", param="out")
+                         f"the data set; move {'them' if more else 'it'} away or choose an empty folder", param="out")
     changed = [f for f in present if not owned.is_ours(f)]
     if changed and not overwrite:
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
