@@ -268,7 +268,7 @@ def test_synth_never_deletes_files_it_did_not_write(tmp_path):
     mine.write_bytes(b"my own picture")
     for extra in ([], ["--overwrite"]):  # --overwrite replaces synth's own earlier files only, never this one
         refused(run("synth", "--out", out, "--train", "0", "--val", "2", "--quiet", *extra), 2, "zzz.jpg",
-                "not written by synth", "move them away")
+                "not written by synth", "move it away")
         assert mine.read_bytes() == b"my own picture" and listing(out) == ["images", "images/val", "images/val/zzz.jpg"]
     mine.unlink()
     ok = run("synth", "--out", out, "--train", "0", "--val", "2", "--quiet")
@@ -413,7 +413,7 @@ def test_a_damaged_video_says_which_frames_it_lost(model, tmp_path):
     assert res.exit_code == 0, res.output
     read = len((tmp_path / "d.jsonl").read_text().splitlines())
     assert 0 < read < 20
-    assert f"skipped {cut}: frames {read}-19 could not be read: the file declares 20 frames" in res.output
+    assert f"warning: {cut}: frames {read}-19 could not be read: the file declares 20 frames" in res.output
     assert f"infer     {read} frame(s)" in res.output
     ok = run("infer", model, whole, "--json", tmp_path / "w.jsonl", "--quiet")
     assert "could not be read" not in ok.output and "infer     20 frame(s)" in ok.output

@@ -91,8 +91,10 @@ def infer_cmd(model, sources, cfg, stats_path, triton, quiet):
     live = LiveStatus(enabled=not quiet)
 
     def on_event(stream, kind, text):
-        if kind in ("skip", "short"):  # "<file>: what was skipped"
+        if kind == "skip":  # "<file>: why it was skipped"
             live.say(f"skipped {text}")
+        elif kind == "short":  # "<file>: frames a-b could not be read: …"
+            live.say(f"warning: {text}")
         else:
             live.say(f"stream {stream}: {kind}: {text}")
 

@@ -180,7 +180,7 @@ def status_lines(snapshot: dict) -> list[str]:
         lines.append(f"  [{s['id']}] {s['name'][:24]:<24} {s['status']:<8} {s['done']:>7} frames "
                      f"{s['fps']:>6.1f} fps  latency p50/p99 {lat_text}{extra}")
     q = snapshot.get("queues") or {}
-    queues = f"batch filling {q.get('filling', 0):.1f}, waiting {q.get('waiting', 0):.1f}" if q else ""
+    queues = f"; batch filling {q.get('filling', 0):.1f}, waiting {q.get('waiting', 0):.1f}" if q else ""
     lines.append(f"  all: {snapshot['frames']} frames, {snapshot['fps']:.1f} fps, mean batch "
-                 f"{snapshot['mean_batch']:.1f}/{snapshot['batch']}; {queues}; bottleneck: {snapshot['bottleneck']}")
+                 f"{snapshot['mean_batch']:.1f}/{snapshot['batch']}{queues}; bottleneck: {snapshot['bottleneck']}")
     return lines

@@ -64,6 +64,7 @@ def check_batch_memory(batch: int, hw: tuple[int, int], model, buffers: int = 1)
         return
     if need > total // 2:
         what = f"{buffers} batches" if buffers > 1 else "one batch"
-        raise InputError(f"batch={batch}: {what} of {hw[0]}x{hw[1]} inputs for {model} need(s) {human_bytes(need)} "
+        verb = "need" if buffers > 1 else "needs"
+        raise InputError(f"batch={batch}: {what} of {hw[0]}x{hw[1]} inputs for {model} {verb} {human_bytes(need)} "
                          f"of memory, this host has {human_bytes(total)}; use a smaller batch (e.g. 8-32)",
                          param="batch")
