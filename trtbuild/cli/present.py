@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..artifacts import StageResult
 from ..console import human_bytes, table
+from ..stages.precision.qdq import QDQReport
 from ..stages.precision.table import amax
 from ..trt.compat import LABELS
 
@@ -44,7 +45,12 @@ def _typed(res: StageResult, label: str) -> str:
                 f"{r['casts']} casts, {r['seconds']:.1f} s)")
     q = r["qdq"]
     return (f"{label:<9} {r['input']} → {res.output} ({len(q['quantized_convs'])}/{q['convs']} convs INT8, "
-            f"{r['qdq_pairs']} Q/DQ pairs, {len(r['exclude'])} kept in float, {r['seconds']:.1f} s)")
+            f"{r['qdq_pairs']} Q/DQ pairs; float: {_float_summary(q)}, {r['seconds']:.1f} s)")
+
+
+def _float_summary(q: dict) -> str:
+    """``QDQReport.float_summary`` from the report's dict (reports written before it lack ``float_ops``)."""
+    return QDQReport(excluded_convs=q["excluded_convs"], float_ops=q.get("float_ops", {})).float_summary()
 
 
 def _calibrate(res: StageResult) -> str:

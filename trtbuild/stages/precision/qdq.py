@@ -23,9 +23,14 @@ Quantization):
   their data inputs get Q/DQ, and all tensors joined by them (and by Split) share one scale, the largest amax
   in the group, so TensorRT can move the quantization back into the producing convs without requantizing
   (the guide: Q scales are compared for equality before Q propagates backward across a branch).
-* The detection head's decode stays float: everything downstream of the activation-free head convs (the
-  per-scale box/class logits → Reshape/Concat → DFL Softmax + arange Conv → anchor/stride math, values up to
-  the image size; the class Sigmoid). ``exclude_nodes`` keeps more convs float (accuracy fallback).
+* The detection head's decode stays float: everything downstream of the head's output convs (the per-scale
+  box/class logits → Reshape/Concat → DFL Softmax + arange Conv → anchor/stride math, values up to the image size;
+  the class Sigmoid). The head's output convs are the activation-free convs with no activated conv downstream:
+  YOLO11/YOLO26/YOLOv10 also have activation-free convs inside the trunk (attention qkv/pe/proj, SCDown's
+  depthwise conv), which are ordinary INT8 convs, not the head. ``exclude_nodes`` keeps more convs float.
+* Attention (YOLO11/YOLO26 C2PSA, YOLOv10 PSA): its convs are INT8 like any other; the MatMul → Softmax →
+  MatMul between two activations gets no Q/DQ and runs in float (the guide's recommendation quantizes the inputs
+  of weighted layers; the Softmax probabilities would lose their small values on a per-tensor INT8 grid).
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class QDQReport:
     int8_passthrough: list[str] = dataclasses.field(default_factory=list)  # Concat/MaxPool/Resize run INT8
     scale_groups: int = 0
     quantized_tensors: dict[str, float] = dataclasses.field(default_factory=dict)  # tensor → scale
+    float_ops: dict[str, str] = dataclasses.field(default_factory=dict)  # MatMul/Softmax left float → why
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -68,8 +74,20 @@ class QDQReport:
         return (
             f"{self.convs} Conv, {len(self.quantized_convs)} quantized, {len(self.excluded_convs)} kept float, "
             f"{self.qdq_pairs} activation Q/DQ pairs in {self.scale_groups} scale groups, "
-            f"{self.weight_per_channel} per-channel weights, {len(self.residual_adds)} residual adds"
+            f"{self.weight_per_channel} per-channel weights, {len(self.residual_adds)} residual adds, "
+            f"{len(self.float_ops)} MatMul/Softmax float"
         )
+
+    def float_summary(self) -> str:
+        """What stays float, by reason: ``"1 Conv (box decode); 2 MatMul + 1 Softmax (attention)"``."""
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for why in self.excluded_convs.values():
+            counts[why.split(":")[0].split(" (")[0]]["Conv"] += 1
+        for why in self.float_ops.values():
+            op, _, rest = why.partition(", ")
+            counts[rest.split(":")[0]][op] += 1
+        return "; ".join(" + ".join(f"{n} {op}" for op, n in ops.items()) + f" ({why})"
+                         for why, ops in counts.items()) or "nothing"
 
 
 class _Graph:
@@ -131,16 +149,58 @@ def _check_names(model: onnx.ModelProto) -> None:
         raise InputError("ONNX nodes need unique, non-empty names for Q/DQ placement; re-export the model")
 
 
-def head_decode_nodes(model: onnx.ModelProto) -> set[str]:
-    """Names of the nodes of the head's decode: everything downstream of an activation-free Conv's output.
+def _head_output_convs(g: _Graph) -> list[onnx.NodeProto]:
+    """The head's raw output convs: activation-free Convs from which no activated (SiLU) Conv can be reached.
 
-    In YOLOv8 the only Convs without SiLU are the per-scale head outputs (box distributions, class logits) and the
-    DFL's arange Conv; what they feed is Reshape/Concat, DFL Softmax + Conv, anchor/stride arithmetic, the class
-    Sigmoid and the output Concat.
+    YOLOv8's only activation-free convs are these (per-scale box distributions, class logits) and the DFL's arange
+    Conv below them. YOLO11/YOLO26 (C2PSA attention: qkv, pe, proj) and YOLOv10 (SCDown's depthwise conv, PSA)
+    have activation-free convs inside the trunk too, but those feed activated convs further down; the head's do not.
+    """
+    convs = [n for n in g.nodes if n.op_type == "Conv"]
+    activated = {n.name for n in convs if g.silu_of(n) is not None}
+    return [n for n in convs if n.name not in activated and not (g.descendants(n.output) & activated)]
+
+
+def head_decode_nodes(model: onnx.ModelProto) -> set[str]:
+    """Names of the nodes of the head's decode: everything downstream of the head's raw output convs.
+
+    What they feed: Reshape/Concat, DFL Softmax + arange Conv (YOLOv8/YOLO11/YOLOv10; YOLO26 has no DFL),
+    anchor/stride arithmetic, the class Sigmoid and the output Concat.
     """
     g = _Graph(model.graph)
-    raw = [n.output[0] for n in g.nodes if n.op_type == "Conv" and g.silu_of(n) is None]
-    return g.descendants(raw)
+    return g.descendants(n.output[0] for n in _head_output_convs(g))
+
+
+def _decode_conv_reason(g: _Graph, conv: onnx.NodeProto) -> str:
+    src = g.producer.get(conv.input[0])
+    while src is not None and src.op_type in ("Reshape", "Transpose"):
+        src = g.producer.get(src.input[0])
+    if src is not None and src.op_type == "Softmax":
+        return ("box decode: the DFL's fixed arange conv (expected distance over the Softmax bins), whose output "
+                "becomes pixel coordinates; float like the rest of the decode")
+    return "box decode (downstream of the head's raw output convs)"
+
+
+def float_compute_nodes(model: onnx.ModelProto) -> dict[str, str]:
+    """MatMul/Gemm/Softmax nodes the placement leaves in float → ``"<op>, <category>: <why>"`` (the report lists them)."""
+    g = _Graph(model.graph)
+    decode = head_decode_nodes(model)
+    kept = {}
+    for node in g.nodes:
+        if node.op_type not in ("MatMul", "Gemm", "Softmax"):
+            continue
+        if node.name in decode:
+            why = "box decode: the DFL's Softmax over the box bins, float like the rest of the decode"
+        elif node.op_type == "Softmax":
+            why = ("attention: probabilities in 0..1 whose small values a per-tensor INT8 grid rounds away; no Q/DQ, "
+                   "TensorRT runs it in float")
+        elif all(i not in g.inits for i in node.input):
+            why = ("attention: a product of two activations (no weights); only weighted layers' inputs get Q/DQ, "
+                   "TensorRT runs it in float")
+        else:
+            why = "weighted MatMul/Gemm: trtbuild places Q/DQ on Conv inputs only"
+        kept[node.name] = f"{node.op_type}, {why}"
+    return kept
 
 
 def _weight_of(g: _Graph, conv: onnx.NodeProto) -> np.ndarray | None:
@@ -184,7 +244,7 @@ def _plan(g: _Graph, ranges, decode: set[str], exclude: set[str], report: QDQRep
             continue
         report.convs += 1
         if node.name in decode:
-            report.excluded_convs[node.name] = "box decode (downstream of the head's raw outputs)"
+            report.excluded_convs[node.name] = _decode_conv_reason(g, node)
         elif node.name in exclude:
             report.excluded_convs[node.name] = "excluded by caller (exclude_nodes)"
         elif _weight_of(g, node) is None:
@@ -286,6 +346,7 @@ def quantize_qdq(
 
     report = QDQReport()
     decode = head_decode_nodes(out)
+    report.float_ops = float_compute_nodes(out)
     quantized, edges, groups = _plan(g, ranges, decode, set(exclude_nodes), report)
     scales = _group_scales(edges, groups, ranges)
 
