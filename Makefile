@@ -6,6 +6,7 @@ BATCH     ?= 1
 PRECISION ?= fp16
 CALIB     ?= calib_data
 CALIB_METHOD ?= percentile
+RECONSTRUCT ?= none
 EVAL_LIMIT ?= 250
 FLAVOR    ?= auto
 TARGET_CC ?=
@@ -33,6 +34,7 @@ help:
 	@echo "make triton-kit  tritonserver 2.51 (nvidia-pytriton wheel) into $(VENV)/triton (make install does it)"
 	@echo "make clean    remove build artifacts in $(OUT_DIR)/ (keeps the venv)"
 	@echo "variables: MODEL IMGSZ BATCH PRECISION (fp32|fp16|int8|all) CALIB CALIB_METHOD STRICT=1 OUT_DIR DATA"
+	@echo "           RECONSTRUCT (none|adaquant|adaround: learned INT8 weights and scales, minutes; docs/precision.md)"
 	@echo "           EVAL_LIMIT (images of DATA the budget and the report evaluate; 250)"
 	@echo "           FLAVOR (auto|tensorrt|rtx) TARGET_CC (TensorRT-RTX, e.g. 8.6,8.9,12.0)"
 
@@ -42,7 +44,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,rtx,triton]'
+	$(BIN)/python -m pip install -q -e '.[dev,rtx,triton,qat]'
 	$(MAKE) --no-print-directory triton-kit
 	@touch $@
 
@@ -62,7 +64,7 @@ ENGINE_DEPS := $(STAMP) $(if $(filter calib_data calib_data/,$(CALIB)),$(CALIB_S
 
 engine: $(ENGINE_DEPS)
 	$(BIN)/trtbuild engine --model $(MODEL) --imgsz $(IMGSZ) --batch $(BATCH) --precision $(PRECISION) \
-		--calib $(CALIB) --calib-method $(CALIB_METHOD) --data $(DATA) --eval-limit $(EVAL_LIMIT) \
+		--calib $(CALIB) --calib-method $(CALIB_METHOD) --reconstruct $(RECONSTRUCT) --data $(DATA) --eval-limit $(EVAL_LIMIT) \
 		--out-dir $(OUT_DIR) $(STRICT_FLAG) \
 		--flavor $(FLAVOR) $(if $(TARGET_CC),--target-cc $(TARGET_CC),)
 

@@ -19,6 +19,7 @@ from .config import (
     Int8Config,
     NmsConfig,
     PipelineConfig,
+    QatConfig,
     ReportConfig,
     SimplifyConfig,
 )
@@ -39,6 +40,7 @@ from .tasks.evaluate import evaluate
 from .tasks.infer import run_infer as infer
 from .tasks.pipeline import run_pipeline
 from .tasks.predictor import Predictor
+from .tasks.qat import qat
 from .tasks.report import precision_report as report
 from .trt.builder import build
 from .trt.host import Host, probe_host
@@ -47,8 +49,8 @@ from .version import __version__
 __all__ = [
     "__version__", "StageResult", "Host", "probe_host",
     "ExportConfig", "SimplifyConfig", "NmsConfig", "FP16Config", "CalibrateConfig", "Int8Config", "BuildConfig",
-    "BudgetConfig", "ReportConfig", "PipelineConfig", "DeployConfig",
-    "export", "simplify", "nms", "fp16", "calibrate", "int8", "build", "budget", "report", "run_pipeline",
+    "BudgetConfig", "ReportConfig", "PipelineConfig", "DeployConfig", "QatConfig",
+    "export", "simplify", "nms", "fp16", "calibrate", "int8", "build", "budget", "report", "run_pipeline", "qat",
     "Runner", "open_runner", "Predictor", "infer", "evaluate", "bench", "doctor",
     "deploy_triton", "deploy_ultralytics", "bench_triton",
 ]

@@ -17,11 +17,13 @@ from pathlib import Path
 from ..artifacts import StageResult
 from ..config import BudgetConfig, BuildConfig, CalibrateConfig, FP16Config, PipelineConfig, ReportConfig
 from ..errors import DependencyMissingError, TrtbuildError
+from ..onnx.graph import load_onnx
 from ..onnx.modelinfo import ModelInfo
 from ..stages.export import export
 from ..stages.precision.calibrate import calibrate, select_images
 from ..stages.precision.fp16 import fp16
 from ..stages.precision.int8 import int8, qdq_tensors
+from ..stages.precision.qdq import prequantized_report
 from ..stages.simplify import simplify
 from ..trt.builder import build
 from ..trt.buildspec import choose_source
@@ -73,17 +75,22 @@ def _precision_stages(cfg: PipelineConfig, sim: Path, info: ModelInfo, out: Pipe
     if "fp16" in cfg.precisions:
         images = _calibration_images(cfg)
         done("fp16", fp16(sim, FP16Config(images=tuple(images), imgsz=hw, force=cfg.force)))
-    if "int8" in cfg.precisions:
+    if "int8" in cfg.precisions and prequantized_report(load_onnx(sim, check=False)) is not None:
+        done("int8", int8(sim, None, replace(cfg.int8, force=cfg.force)))  # QAT: its own Q/DQ, no calibration
+        if cfg.data:
+            on_result("budget", "budget    skipped: the model was quantization-aware trained (its Q/DQ are kept "
+                                "as trained; no conv falls back)")
+    elif "int8" in cfg.precisions:
         cal = CalibrateConfig(images=cfg.calib, num=cfg.calib_num, batch=cfg.calib_batch, method=cfg.calib_method,
                               tensors=tuple(qdq_tensors(sim)), imgsz=hw, force=cfg.force)
         ranges = calibrate(sim, cal, progress=progress)
         done("calibrate", ranges)
         if ranges.report.get("warning"):
             on_result("calibrate", f"calibrate warning: {ranges.report['warning']}")
-        done("int8", int8(sim, ranges.output))
+        done("int8", int8(sim, ranges.output, replace(cfg.int8, force=cfg.force), progress=progress))
         if cfg.data:
             budget = BudgetConfig(data=cfg.data, max_map_drop=cfg.max_map_drop, imgsz=hw, limit=cfg.eval_limit,
-                                  force=cfg.force)
+                                  int8=cfg.int8, force=cfg.force)
             done("budget", fit_budget(sim, ranges.output, budget, progress=progress))
     if cfg.data:
         report = ReportConfig(data=cfg.data, limit=cfg.eval_limit, force=cfg.force)

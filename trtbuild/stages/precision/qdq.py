@@ -44,6 +44,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ...errors import InputError
 from ...onnx.graph import opset as _opset
+from .heads import GraphIndex, decode_conv_reason, float_compute_nodes, head_decode_nodes, head_outputs  # noqa: F401
 from .table import amax as _amax
 
 MIN_OPSET = 13  # DequantizeLinear's ``axis`` (per-channel) exists from opset 13
@@ -90,57 +91,24 @@ class QDQReport:
                          for why, ops in counts.items()) or "nothing"
 
 
-class _Graph:
-    """Producer/consumer indexes over a graph (names only; the graph is not changed through it)."""
+def prequantized_report(model: onnx.ModelProto) -> QDQReport | None:
+    """What a model that already has Q/DQ (a quantization-aware-trained export) quantizes, or None when it has none.
 
-    def __init__(self, graph: onnx.GraphProto):
-        self.nodes = list(graph.node)
-        self.inits = {i.name: i for i in graph.initializer}
-        self.outputs = {o.name for o in graph.output}
-        self.producer: dict[str, onnx.NodeProto] = {}
-        self._silu_conv: dict[str, onnx.NodeProto] | None = None
-        self.consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
-        for node in self.nodes:
-            for out in node.output:
-                self.producer[out] = node
-            for idx, name in enumerate(node.input):
-                if name:
-                    self.consumers[name].append((node, idx))
-
-    def silu_of(self, conv: onnx.NodeProto) -> onnx.NodeProto | None:
-        """The Mul of the SiLU ``Conv → Sigmoid → Mul(conv, sigmoid)``, or None when the conv has none."""
-        out = conv.output[0]
-        users = self.consumers.get(out, [])
-        for sig, _ in users:
-            if sig.op_type != "Sigmoid":
-                continue
-            for mul, _ in users:
-                if mul.op_type == "Mul" and set(mul.input) == {out, sig.output[0]}:
-                    return mul
+    A conv counts as INT8 when its input and its weight both come from a DequantizeLinear; the others stay float as
+    trained (ultralytics' QAT recipe leaves the head's output convs and the DFL float)."""
+    g = GraphIndex(model.graph)
+    ops = [n.op_type for n in g.nodes]
+    if "QuantizeLinear" not in ops and "DequantizeLinear" not in ops:
         return None
-
-    def conv_behind(self, node: onnx.NodeProto | None) -> onnx.NodeProto | None:
-        """The Conv that produced ``node``'s output: the node itself, or the Conv of the SiLU ending in ``node``."""
-        if self._silu_conv is None:
-            self._silu_conv = {}
-            for conv in (n for n in self.nodes if n.op_type == "Conv"):
-                mul = self.silu_of(conv)
-                if mul is not None:
-                    self._silu_conv[mul.name] = conv
-        if node is None:
-            return None
-        return node if node.op_type == "Conv" else self._silu_conv.get(node.name)
-
-    def descendants(self, tensors) -> set[str]:
-        """Names of every node downstream of ``tensors``."""
-        seen: set[str] = set()
-        todo = list(tensors)
-        while todo:
-            for node, _ in self.consumers.get(todo.pop(), []):
-                if node.name not in seen:
-                    seen.add(node.name)
-                    todo.extend(node.output)
-        return seen
+    report = QDQReport(qdq_pairs=ops.count("QuantizeLinear"), float_ops=float_compute_nodes(model))
+    for conv in (n for n in g.nodes if n.op_type == "Conv"):
+        report.convs += 1
+        fed = [g.producer.get(i) for i in conv.input[:2]]
+        if all(f is not None and f.op_type == "DequantizeLinear" for f in fed):
+            report.quantized_convs.append(conv.name)
+        else:
+            report.excluded_convs[conv.name] = "float as trained (no Q/DQ in the quantization-aware-trained model)"
+    return report
 
 
 def _check_names(model: onnx.ModelProto) -> None:
@@ -149,61 +117,7 @@ def _check_names(model: onnx.ModelProto) -> None:
         raise InputError("ONNX nodes need unique, non-empty names for Q/DQ placement; re-export the model")
 
 
-def _head_output_convs(g: _Graph) -> list[onnx.NodeProto]:
-    """The head's raw output convs: activation-free Convs from which no activated (SiLU) Conv can be reached.
-
-    YOLOv8's only activation-free convs are these (per-scale box distributions, class logits) and the DFL's arange
-    Conv below them. YOLO11/YOLO26 (C2PSA attention: qkv, pe, proj) and YOLOv10 (SCDown's depthwise conv, PSA)
-    have activation-free convs inside the trunk too, but those feed activated convs further down; the head's do not.
-    """
-    convs = [n for n in g.nodes if n.op_type == "Conv"]
-    activated = {n.name for n in convs if g.silu_of(n) is not None}
-    return [n for n in convs if n.name not in activated and not (g.descendants(n.output) & activated)]
-
-
-def head_decode_nodes(model: onnx.ModelProto) -> set[str]:
-    """Names of the nodes of the head's decode: everything downstream of the head's raw output convs.
-
-    What they feed: Reshape/Concat, DFL Softmax + arange Conv (YOLOv8/YOLO11/YOLOv10; YOLO26 has no DFL),
-    anchor/stride arithmetic, the class Sigmoid and the output Concat.
-    """
-    g = _Graph(model.graph)
-    return g.descendants(n.output[0] for n in _head_output_convs(g))
-
-
-def _decode_conv_reason(g: _Graph, conv: onnx.NodeProto) -> str:
-    src = g.producer.get(conv.input[0])
-    while src is not None and src.op_type in ("Reshape", "Transpose"):
-        src = g.producer.get(src.input[0])
-    if src is not None and src.op_type == "Softmax":
-        return ("box decode: the DFL's fixed arange conv (expected distance over the Softmax bins), whose output "
-                "becomes pixel coordinates; float like the rest of the decode")
-    return "box decode (downstream of the head's raw output convs)"
-
-
-def float_compute_nodes(model: onnx.ModelProto) -> dict[str, str]:
-    """MatMul/Gemm/Softmax nodes the placement leaves in float → ``"<op>, <category>: <why>"`` (the report lists them)."""
-    g = _Graph(model.graph)
-    decode = head_decode_nodes(model)
-    kept = {}
-    for node in g.nodes:
-        if node.op_type not in ("MatMul", "Gemm", "Softmax"):
-            continue
-        if node.name in decode:
-            why = "box decode: the DFL's Softmax over the box bins, float like the rest of the decode"
-        elif node.op_type == "Softmax":
-            why = ("attention: probabilities in 0..1 whose small values a per-tensor INT8 grid rounds away; no Q/DQ, "
-                   "TensorRT runs it in float")
-        elif all(i not in g.inits for i in node.input):
-            why = ("attention: a product of two activations (no weights); only weighted layers' inputs get Q/DQ, "
-                   "TensorRT runs it in float")
-        else:
-            why = "weighted MatMul/Gemm: trtbuild places Q/DQ on Conv inputs only"
-        kept[node.name] = f"{node.op_type}, {why}"
-    return kept
-
-
-def _weight_of(g: _Graph, conv: onnx.NodeProto) -> np.ndarray | None:
+def _weight_of(g: GraphIndex, conv: onnx.NodeProto) -> np.ndarray | None:
     init = g.inits.get(conv.input[1]) if len(conv.input) > 1 else None
     if init is None or init.data_type != TensorProto.FLOAT or len(init.dims) < 3:
         return None
@@ -212,7 +126,7 @@ def _weight_of(g: _Graph, conv: onnx.NodeProto) -> np.ndarray | None:
 
 def sensitivity_candidates(model: onnx.ModelProto) -> list[str]:
     """The Conv node names :func:`quantize_qdq` quantizes by default, in graph order (for the fallback search)."""
-    g = _Graph(model.graph)
+    g = GraphIndex(model.graph)
     decode = head_decode_nodes(model)
     return [n.name for n in g.nodes if n.op_type == "Conv" and n.name not in decode and _weight_of(g, n) is not None]
 
@@ -236,7 +150,7 @@ class _Groups:
             self.parent[self.find(other)] = self.find(names[0])
 
 
-def _plan(g: _Graph, ranges, decode: set[str], exclude: set[str], report: QDQReport):
+def _plan(g: GraphIndex, ranges, decode: set[str], exclude: set[str], report: QDQReport):
     """Decide which convs are INT8 and which (tensor, consumer, input index) edges read a DQ'd tensor."""
     quantized: list[onnx.NodeProto] = []
     for node in g.nodes:
@@ -244,7 +158,7 @@ def _plan(g: _Graph, ranges, decode: set[str], exclude: set[str], report: QDQRep
             continue
         report.convs += 1
         if node.name in decode:
-            report.excluded_convs[node.name] = _decode_conv_reason(g, node)
+            report.excluded_convs[node.name] = decode_conv_reason(g, node)
         elif node.name in exclude:
             report.excluded_convs[node.name] = "excluded by caller (exclude_nodes)"
         elif _weight_of(g, node) is None:
@@ -338,7 +252,7 @@ def quantize_qdq(
     out = _ensure_opset(out)
     _check_names(out)
     graph = out.graph
-    g = _Graph(graph)
+    g = GraphIndex(graph)
     convs = {n.name for n in g.nodes if n.op_type == "Conv"}
     unknown = sorted(set(exclude_nodes) - convs)
     if unknown:
