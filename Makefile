@@ -27,7 +27,7 @@ help:
 	@echo "make engine   export → simplify → precision → engines (TensorRT on a GPU host, TensorRT-RTX anywhere)"
 	@echo "make test     run the test suite (installs into $(VENV) first if needed)"
 	@echo "make bench    pre/post vs ultralytics; trtbuild bench of the ONNX and every engine; GPU runtime figures"
-	@echo "make bench-precision  INT8 recipes vs ONNX Runtime quantize_static (minutes)"
+	@echo "make bench-precision  INT8 recipes (trtbuild, learned INT8 weights, ORT, ModelOpt), val + hard (an hour)"
 	@echo "make calib    generate 512 synthetic calibration images into calib_data/shapes"
 	@echo "make data     generate the reference model's synthetic val split into DATA=$(DATA)"
 	@echo "make eval     mAP of the simplified ONNX of MODEL on DATA (runs make engine and make data first)"
@@ -95,7 +95,8 @@ bench: engine
 	else echo "bench/gpu_runtime.py skipped: pycuda is not installed (GPU hosts only)"; fi
 
 # INT8 recipes in one run (trtbuild new and previous default, ONNX Runtime quantize_static, ModelOpt where
-# .venv-modelopt exists) on the reference model, val and hard val; ~15 minutes on a 2-core CPU.
+# .venv-modelopt exists) on the reference model, val and hard val, with learned INT8 weights (adaquant, adaround);
+# about an hour on a 2-core CPU.
 bench-precision: $(ENGINE_DEPS)
 	$(BIN)/python bench/precision.py --calib $(CALIB) --data $(DATA) --method $(CALIB_METHOD) --work $(OUT_DIR)/bench-precision --hard \
 		$(if $(wildcard .venv-modelopt/bin/python),--modelopt-python .venv-modelopt/bin/python,)

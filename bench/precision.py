@@ -7,7 +7,7 @@ Runtime's
 INT8 as ultralytics' TensorRT 11 export runs it. Each recipe's time on this host is printed beside its figures.
 
     python bench/precision.py [--calib calib_data] [--data datasets/shapes] [--num 512] [--hard] [--limit N]
-        [--reconstruct adaquant,adaround] [--reconstruct-steps 300] [--reconstruct-images 256] [--modelopt-python PY]
+        [--reconstruct adaquant,adaround] [--reconstruct-steps N] [--reconstruct-images N] [--modelopt-python PY]
 
 Prints mAP50 / mAP50-95 per recipe and the drop against FP32 in points (a text table and the same as Markdown),
 then checks the targets for every trtbuild recipe: a drop ≤ 0.5 point, and ≤ half of ModelOpt's drop.
@@ -242,8 +242,10 @@ def main(argv=None) -> int:
     ap.add_argument("--previous", default="entropy", help="the recipe it replaced [default: entropy]")
     ap.add_argument("--reconstruct", default="adaquant,adaround",
                     help="learned-INT8 rows (trtbuild engine --reconstruct METHOD), comma-separated; '' for none")
-    ap.add_argument("--reconstruct-steps", type=int, default=300, help="their optimizer steps; 0 leaves them out")
-    ap.add_argument("--reconstruct-images", type=int, default=256, help="calibration images it fits on")
+    ap.add_argument("--reconstruct-steps", type=int, default=None,
+                    help="their optimizer steps [default: trtbuild's]; 0 leaves them out")
+    ap.add_argument("--reconstruct-images", type=int, default=None,
+                    help="calibration images they fit on [default: trtbuild's]")
     ap.add_argument("--limit", type=int, default=None, help="evaluate on the first N images only")
     ap.add_argument("--hard", action="store_true", help="also evaluate on a harder synthetic split")
     ap.add_argument("--hard-n", type=int, default=300)
@@ -251,6 +253,12 @@ def main(argv=None) -> int:
                     help="python of a venv with nvidia-modelopt[onnx]: adds ultralytics' TRT 11 recipe")
     ap.add_argument("--work", default=None, help="work folder for artifacts [default: a temporary folder]")
     args = ap.parse_args(argv)
+    from trtbuild import Int8Config
+
+    if args.reconstruct_steps is None:
+        args.reconstruct_steps = Int8Config.reconstruct_steps
+    if args.reconstruct_images is None:
+        args.reconstruct_images = Int8Config.reconstruct_images
     if args.work:
         return run(args)
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:

@@ -76,10 +76,9 @@ def test_short_schedule_lowers_the_int8_error_and_keeps_the_qdq_form(reference, 
             xt = torch.from_numpy(x)
             return float(head_loss(g.run({"images": xt}, quant=True), g.run({"images": xt}, quant=False), outs))
 
-    schedule = Schedule(iters=40, batch=4, crop=160, mode="network", weights=weights, bias=weights == "free",
-                        lr_weight=0.01)
+    schedule = Schedule(iters=40, batch=4, crop=160, weights=weights, bias=weights == "free", lr_round=1e-2)
     fitted, report = reconstruct(q, fp32, x, schedule)
-    assert error(fitted) < 0.9 * error(q), (error(fitted), error(q))
+    assert error(fitted) < (0.9 if weights == "free" else 0.95) * error(q), (error(fitted), error(q))
     before, after = inits(q), inits(fitted)
     assert [n.SerializeToString() for n in q.graph.node] == [n.SerializeToString() for n in fitted.graph.node]
     assert before.keys() == after.keys()
@@ -112,7 +111,8 @@ def test_block_schedule_on_yolo11_attention(tmp_path_factory):
     out = tmp_path_factory.mktemp("yolo11")
     fp32 = simplified(export("yolo11n.yaml", ExportConfig(imgsz=(IMGSZ, IMGSZ), out_dir=out)).output)
     q, _ = quantize_qdq(fp32, observed_ranges(fp32, photos_batch()[:4]))
-    fitted, report = reconstruct(q, fp32, photos_batch()[:4], Schedule(iters=2, batch=2, crop=160))
+    fitted, report = reconstruct(q, fp32, photos_batch()[:4], Schedule(iters=2, batch=2, crop=160, mode="blocks",
+                                                                      weights="round", drop=0.5))
     names = [b["block"] for b in report["blocks"]]
     assert "10" in names and "23/cv2.0" in names and "23/cv3.2" in names  # C2PSA, per-scale head branches
     assert sum(b["convs"] for b in report["blocks"]) == len(quantize_qdq(fp32, observed_ranges(

@@ -207,8 +207,8 @@ class Int8Config(StageConfig):
     exclude: tuple[str, ...] = ()
     tag: str = "int8"  # NAME.<tag>.onnx: "int8", or "int8fb" for the budget's fallback model
     reconstruct: str = "none"  # adaquant / adaround: learn the int8 weights and activation scales on calibration images
-    reconstruct_images: int = 256  # calibration images (of those the ranges were measured on) it fits on
-    reconstruct_steps: int = 300  # optimizer steps
+    reconstruct_images: int = 512  # calibration images (of those the ranges were measured on) it fits on
+    reconstruct_steps: int = 1200  # optimizer steps (4 windows of 320x320 each)
 
     def __post_init__(self):
         object.__setattr__(self, "exclude", tuple(sorted(set(self.exclude))))

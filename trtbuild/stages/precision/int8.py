@@ -44,8 +44,8 @@ def _schedule(cfg: Int8Config) -> Schedule:
     """adaquant: free int8 weights (straight-through) and float biases; adaround: each weight rounded up or down.
     Both with the activation scales, every parameter at once on the head's detection-aware loss."""
     if cfg.reconstruct == "adaround":
-        return Schedule(iters=cfg.reconstruct_steps, mode="network", weights="round", bias=False)
-    return Schedule(iters=cfg.reconstruct_steps, mode="network", weights="free", bias=True)
+        return Schedule(iters=cfg.reconstruct_steps, weights="round", bias=False)
+    return Schedule(iters=cfg.reconstruct_steps)
 
 
 def reconstruction_images(ranges_json: str | os.PathLike, num: int) -> list[Path]:

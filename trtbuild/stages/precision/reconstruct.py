@@ -5,10 +5,11 @@ fitting.
 
 Why our own code and not a library: AIMET ONNX (``aimet-onnx`` 2.42) and AMD Quark ONNX (``amd-quark`` 0.13) both
 install and run on the CPU and offer AdaRound/AdaQuant, but each fits one layer at a time on its own quantization
-simulation: AIMET places quantizers on op outputs from its own config (not trtbuild's Conv-input/skip-input
-placement with shared Concat/MaxPool/Resize scales) and keeps activation scales fixed; Quark's fast finetune wants
-float weights behind Q→DQ (trtbuild writes int8 initializers), fits each conv's output before SiLU (Sigmoid+Mul is
-not one of its activations) and pins onnx ≤ 1.22. A per-conv loss is what the closed-form per-conv least squares
+simulation: AIMET's quantsim quantizes op outputs by its own config (215 quantizers on the reference model where
+trtbuild places 84: conv inputs, skip inputs, one scale shared across Concat/MaxPool/Resize) and its AdaRound
+fits weights only, per layer, with the activation encodings fixed; Quark's fast finetune wants float weights
+behind Q→DQ (trtbuild writes int8 initializers), ends a conv's loss at one consumer (SiLU's Sigmoid+Mul is not
+one of its activations) and pins onnx ≤ 1.22. A per-conv loss is what the closed-form per-conv least squares
 already tried (no gain). Here the training runs on the very Q/DQ graph the int8 stage wrote (``torchgraph.py``),
 so the placement TensorRT builds is the one trained, and the result is written back in the same form: int8
 weight initializers, float biases and activation scales (shared scales stay shared).
@@ -47,23 +48,25 @@ _BLOCK = re.compile(r"^/model\.(\d+)/(?:(cv\d\.\d+)/)?")
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """What the reconstruction fits and how long (the defaults are ``--reconstruct adaround``'s)."""
+    """What the reconstruction fits and how long; the defaults are ``--reconstruct adaquant``'s."""
 
-    iters: int = 300  # optimizer steps per block
+    iters: int = 1200  # optimizer steps (per block in blocks mode)
     batch: int = 4
-    crop: int = 320  # fitted crop of the input, pixels (multiple of 32; 0 = whole images)
-    drop: float = 0.5  # QDrop: probability that an activation stays float while fitting
+    crop: int = 320  # fitted window of the input, pixels (multiple of 32; 0 = whole images)
+    mode: str = "network"  # network: every parameter at once on head_loss; blocks: block by block (BRECQ)
+    weights: str = "free"  # free: AdaQuant (straight-through offsets); round: AdaRound (±1 step from the float weight)
+    bias: bool = True  # also fit the convs' (float) biases
+    scales: bool = True  # also fit the activation scales (LSQ)
+    drop: float = 0.0  # QDrop: probability that an activation stays float while fitting
+    cosine: bool = True  # network mode: learning rates decayed to 0 (cosine) over the steps
+    per_scale: bool = True  # network mode: head_loss normalized per scale (else pooled over the scales)
+    lr_weight: float = 0.01  # free weights: the offsets' learning rate, in INT8 steps
+    lr_round: float = 1e-3
+    lr_scale: float = 4e-5
+    lr_bias: float = 1e-4
     round_weight: float = 0.01  # AdaRound's rounding regularizer weight
     warmup: float = 0.2  # share of steps before the regularizer starts
     beta: tuple[float, float] = (20.0, 2.0)  # the regularizer's annealed exponent
-    lr_round: float = 1e-3
-    lr_scale: float = 4e-5
-    scales: bool = True  # also fit the activation scales (LSQ)
-    mode: str = "blocks"  # blocks: block by block (BRECQ); network: every parameter at once on the head's loss
-    weights: str = "round"  # round: AdaRound (±1 step from the float weight); free: AdaQuant (straight-through)
-    lr_weight: float = 1e-5  # free weights: the offset's learning rate, in grid steps
-    bias: bool = False  # also fit the convs' (float) biases
-    lr_bias: float = 1e-4
     seed: int = 0
 
 
@@ -127,18 +130,20 @@ def _pairs(outs: list[str], env: dict) -> list[tuple[str | None, str | None]]:
     return [tuple(v) for v in by_hw.values()]
 
 
-def head_loss(got: dict, target: dict, outs: list[str]):
-    """Detection-aware error of the head's raw outputs: class probabilities (MSE over every anchor) and the box
-    sides in grid units (the DFL's expectation; raw when there is no DFL), weighted by the FP32 model's
-    confidence at that anchor, so background anchors, whose boxes are never kept, do not count."""
+def head_loss(got: dict, target: dict, outs: list[str], per_scale: bool = True):
+    """Detection-aware error of the head's raw outputs: the squared error of the class probabilities over every
+    anchor, plus the error of the box sides in grid units (the DFL's expectation; raw where there is no DFL) weighted
+    by the FP32 confidence at that anchor (background boxes are never kept), per unit of FP32 confidence (≈ per
+    object, + 1 so a window without objects does not blow up its few errors): of each scale (``per_scale``: large
+    and small objects count alike), or of all scales pooled."""
     import torch
 
-    total = 0.0
+    total, errors, norm = 0.0, 0.0, 1.0
     for box, cls in _pairs(outs, target):
-        if cls:  # errors summed over anchors, per unit of FP32 confidence (≈ per object)
-            conf = torch.sigmoid(target[cls]).amax(1, keepdim=True)
-            norm = conf.sum() + 1e-6
-            total = total + ((torch.sigmoid(got[cls]) - torch.sigmoid(target[cls])) ** 2).sum() / norm
+        conf = torch.sigmoid(target[cls]).amax(1, keepdim=True) if cls else None
+        err_s = 0.0
+        if cls:
+            err_s = ((torch.sigmoid(got[cls]) - torch.sigmoid(target[cls])) ** 2).sum()
         if box:
             b, c, h, w = target[box].shape
             bins = c // 4
@@ -150,14 +155,18 @@ def head_loss(got: dict, target: dict, outs: list[str]):
                 return (p * torch.arange(bins, dtype=t.dtype).reshape(1, 1, bins, 1, 1)).sum(2)
 
             err = (sides(got[box]) - sides(target[box])).abs().sum(1, keepdim=True)
-            total = total + ((err * conf).sum() / norm if cls else err.mean())
-    return total
+            err_s = err_s + ((err * conf).sum() if cls else err.mean())
+        if per_scale:
+            total = total + err_s / (1.0 + (conf.sum() if cls else 0.0))
+        else:
+            errors, norm = errors + err_s, norm + (conf.sum() if cls else 0.0)
+    return total if per_scale else errors / norm
 
 
 def _groups(s: "Schedule", weights: list, scales: list, biases: list) -> list[dict]:
     """The optimizer's parameter groups: the rounding (AdaRound) or offsets (free), scales, biases."""
     for w in weights:
-        w.free = s.weights == "free"
+        w.free, w.hard = s.weights == "free", None  # released from the model's int8 values, fitted from the float
     groups = [{"params": [w.delta if w.free else w.alpha for w in weights],
                "lr": s.lr_weight if s.weights == "free" else s.lr_round}] if weights else []
     groups += [{"params": scales, "lr": s.lr_scale}] if scales else []
@@ -173,6 +182,7 @@ def _network(g: TorchGraph, images, s: "Schedule", gen, decode: set[str], outs: 
     _, scales = g.parameters(nodes)
     weights = g.weights_of(nodes)
     opt = torch.optim.Adam(_groups(s, weights, scales if s.scales else [], g.biases_of(nodes)))
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(s.iters, 1)) if s.cosine else None
     n, hw = images.shape[0], images.shape[2:]
     warm = int(s.warmup * s.iters)
     losses = []
@@ -182,7 +192,7 @@ def _network(g: TorchGraph, images, s: "Schedule", gen, decode: set[str], outs: 
         with torch.no_grad():
             target = g.run({g.inputs[0]: x}, nodes, quant=False)
         got = g.run({g.inputs[0]: x}, nodes, quant=True, drop=s.drop)
-        rec = head_loss(got, target, outs)
+        rec = head_loss(got, target, outs, s.per_scale)
         loss = rec
         if it >= warm and s.weights == "round":
             beta = s.beta[1] + (s.beta[0] - s.beta[1]) * (1 - (it - warm) / max(s.iters - warm, 1))
@@ -190,6 +200,8 @@ def _network(g: TorchGraph, images, s: "Schedule", gen, decode: set[str], outs: 
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if decay is not None:
+            decay.step()
         losses.append(float(rec.detach()))
     for w in weights:
         w.harden()

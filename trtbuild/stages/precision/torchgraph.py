@@ -52,7 +52,7 @@ def _modules():
         ``free``: AdaQuant-style, ``q = round(w/scale + delta)`` with a free offset ``delta`` (straight-through
         round). :meth:`harden` fixes ``q``."""
 
-        def __init__(self, w: np.ndarray, scale: np.ndarray):
+        def __init__(self, w: np.ndarray, scale: np.ndarray, q: np.ndarray | None = None):
             super().__init__()
             shape = (-1,) + (1,) * (w.ndim - 1)
             wt = torch.from_numpy(w.astype(np.float32))
@@ -64,7 +64,8 @@ def _modules():
             self.alpha = nn.Parameter(-torch.log((ZETA - GAMMA) / (rest - GAMMA) - 1))
             self.delta = nn.Parameter(torch.zeros_like(wt))
             self.free = False
-            self.hard: torch.Tensor | None = None  # the fixed integer grid values
+            # the fixed integer grid values: the model's own int8 weights until a fit releases them (None)
+            self.hard: torch.Tensor | None = None if q is None else torch.from_numpy(q.astype(np.float32))
 
         def soft(self):
             return torch.clamp(torch.sigmoid(self.alpha) * (ZETA - GAMMA) + GAMMA, 0, 1)
@@ -113,8 +114,8 @@ def _modules():
 
 
 class TorchGraph:
-    """The Q/DQ ONNX ``qmodel`` as torch computations; ``float_weights`` maps each quantized weight's original
-    initializer name (``X`` of ``X_int8``) to its FP32 value (from the simplified ONNX)."""
+    """The Q/DQ ONNX ``qmodel`` as torch computations; ``float_weights`` maps the simplified ONNX's initializers
+    (each quantized weight's original name, ``X`` of ``X_int8``, and the biases) to their FP32 values."""
 
     def __init__(self, qmodel: onnx.ModelProto, float_weights: dict[str, np.ndarray]):
         import torch
@@ -137,7 +138,7 @@ class TorchGraph:
                 if q.dtype != np.int8 or original not in float_weights:
                     raise InputError(f"{node.name}: not a trtbuild per-channel int8 weight (no float weight "
                                      f"{original!r} in the simplified ONNX); rerun the int8 stage")
-                self.weights[node.output[0]] = WeightRounding(float_weights[original], s)
+                self.weights[node.output[0]] = WeightRounding(float_weights[original], s, q)
                 self.weight_init[node.output[0]] = node.input[0]
             elif node.op_type == "QuantizeLinear":
                 sname = node.input[1]
@@ -162,6 +163,8 @@ class TorchGraph:
                 bias = node.input[2]
                 if bias in inits and uses.get(bias) == 1 and self.consts.get(bias) is not None:
                     self.biases[bias] = torch.nn.Parameter(self.consts[bias].float().clone())
+                    if bias in float_weights:  # FP32 keeps the simplified ONNX's bias (a fitted model has its own)
+                        self.consts[bias] = torch.from_numpy(np.array(float_weights[bias], np.float32))
 
     def parameters(self, nodes=None) -> tuple[list, list]:
         """(AdaRound variables, activation scales) used by ``nodes`` (all nodes when None)."""
