@@ -60,7 +60,7 @@ class Schedule:
     drop: float = 0.0  # QDrop: probability that an activation stays float while fitting
     cosine: bool = True  # network mode: learning rates decayed to 0 (cosine) over the steps
     per_scale: bool = True  # network mode: head_loss normalized per scale (else pooled over the scales)
-    lr_weight: float = 0.01  # free weights: the offsets' learning rate, in INT8 steps
+    lr_weight: float = 0.02  # free weights: the offsets' learning rate, in INT8 steps
     lr_round: float = 1e-3
     lr_scale: float = 4e-5
     lr_bias: float = 1e-4
