@@ -204,7 +204,8 @@ def run(args) -> int:
             line = f"{split}: {label} drops {mine:.2f} pt (≤ 0.5: {'MET' if mine <= 0.5 else 'NOT MET'}"
             if modelopt in drops:
                 half = drops[modelopt] / 2
-                line += f"; ≤ ½ of ModelOpt's {drops[modelopt]:.2f}, {half:.2f}: {'MET' if mine <= half else 'NOT MET'}"
+                line += (f"; ≤ ½ of ModelOpt's {drops[modelopt]:.2f}, {half:.2f}: "
+                         f"{'MET' if mine <= half else 'NOT MET'}")
             verdicts.append(line + ")")
     header = ["recipe"]
     for split, _ in splits:

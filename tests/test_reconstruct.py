@@ -76,7 +76,8 @@ def test_short_schedule_lowers_the_int8_error_and_keeps_the_qdq_form(reference, 
             xt = torch.from_numpy(x)
             return float(head_loss(g.run({"images": xt}, quant=True), g.run({"images": xt}, quant=False), outs))
 
-    schedule = Schedule(iters=40, batch=4, crop=160, weights=weights, bias=weights == "free", lr_round=1e-2)
+    schedule = Schedule(iters=40, batch=4, crop=160, weights=weights, bias=weights == "free", lr_round=1e-2,
+                        lr_weight=0.01)
     fitted, report = reconstruct(q, fp32, x, schedule)
     assert error(fitted) < (0.9 if weights == "free" else 0.95) * error(q), (error(fitted), error(q))
     before, after = inits(q), inits(fitted)

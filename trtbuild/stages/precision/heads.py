@@ -109,7 +109,7 @@ def decode_conv_reason(g: GraphIndex, conv: onnx.NodeProto) -> str:
 
 
 def float_compute_nodes(model: onnx.ModelProto) -> dict[str, str]:
-    """MatMul/Gemm/Softmax nodes the placement leaves in float → ``"<op>, <category>: <why>"`` (the report lists them)."""
+    """MatMul/Gemm/Softmax nodes the placement leaves in float → ``"<op>, <category>: <why>"`` (for the report)."""
     g = GraphIndex(model.graph)
     decode = head_decode_nodes(model)
     kept = {}

@@ -2,8 +2,9 @@
 
 It wraps the graph rewrite (``qdq.quantize_qdq``) in the stage contract (``artifacts.run_stage``): inputs hashed
 into a key, an atomic output and a JSON report, skipped when nothing changed. With ``reconstruct="adaquant"`` or
-``"adaround"`` (opt-in: minutes on a CPU) the Q/DQ model's int8 weights and activation scales are then learned on calibration
-images (``reconstruct.py``); the output keeps the same form, so the build and everything after it are unchanged.
+``"adaround"`` (opt-in: minutes on a CPU) the Q/DQ model's int8 weights, biases and activation scales are then
+learned on calibration images (``reconstruct.py``); the output keeps the same form, so the build and everything
+after it are unchanged.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def _prequantized(src: Path, layout: Layout, cfg: Int8Config) -> StageResult:
     if cfg.exclude or cfg.reconstruct != "none":
         raise InputError(f"{src} already has Q/DQ (a quantization-aware-trained export): it is built as trained, "
                          "without exclusions or reconstruction", param="reconstruct" if not cfg.exclude else "exclude")
-    key = sha256_json({"stage": "int8", "stage_version": STAGE_VERSION, "model": sha256_file(src), "prequantized": True})
+    key = sha256_json({"stage": "int8", "stage_version": STAGE_VERSION, "model": sha256_file(src),
+                       "prequantized": True})
 
     def make(outputs: Outputs) -> dict:
         model = load_onnx(src)
@@ -116,8 +118,12 @@ def int8(sim_onnx: str | os.PathLike, ranges_json: str | os.PathLike | None, con
         learned = None
         if images:
             hw = ModelInfo.of_onnx(model).run_hw()
-            batches = np.concatenate(list(CalibrationData(images, hw, batch=8)))
-            quantized, learned = reconstruct(quantized, model, batches, _schedule(cfg), progress=progress)
+            pixels = np.empty((len(images), 3, *hw), np.float16)  # half the memory; fitted in float32
+            start = 0
+            for batch in CalibrationData(images, hw, batch=8):
+                pixels[start : start + len(batch)] = batch
+                start += len(batch)
+            quantized, learned = reconstruct(quantized, model, pixels, _schedule(cfg), progress=progress)
             learned.update(method=cfg.reconstruct, image_files=[str(p) for p in images])
         tmp = outputs.path(out, ".onnx")
         onnx.save(quantized, str(tmp))

@@ -211,8 +211,9 @@ def _network(g: TorchGraph, images, s: "Schedule", gen, decode: set[str], outs: 
 
 def reconstruct(qmodel: onnx.ModelProto, float_model: onnx.ModelProto, images: np.ndarray,
                 schedule: Schedule = Schedule(), progress: bool = False) -> tuple[onnx.ModelProto, dict]:
-    """Fit ``qmodel`` (trtbuild's Q/DQ ONNX of ``float_model``) on ``images`` [N,3,H,W] float32 (letterboxed
-    calibration images); returns the model with learned int8 weights and activation scales, and a report."""
+    """Fit ``qmodel`` (trtbuild's Q/DQ ONNX of ``float_model``) on ``images`` [N,3,H,W] float32 or float16
+    (letterboxed calibration images); returns the model with learned int8 weights, biases and activation scales,
+    and a report."""
     import torch
 
     s = schedule
@@ -322,4 +323,5 @@ def _changed(before: onnx.ModelProto, after: onnx.ModelProto) -> dict:
         elif init.name.startswith("qdq_act_scale_"):
             scales.append(float(v) / float(a[init.name]))
     return {"weights_changed": flipped, "weights": total,
-            "scale_ratio_min": round(min(scales, default=1.0), 4), "scale_ratio_max": round(max(scales, default=1.0), 4)}
+            "scale_ratio_min": round(min(scales, default=1.0), 4),
+            "scale_ratio_max": round(max(scales, default=1.0), 4)}
