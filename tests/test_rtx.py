@@ -187,6 +187,7 @@ def test_engine_pipeline_builds_every_precision_without_a_gpu(host, tmp_path):
         assert engine.read_bytes()[:4] == RTX_PLAN_MAGIC, p
         assert f"→ {engine} (" in first.output and "no GPU needed" in first.output
     assert first.output.count("check     ") == 3 and "84/84 Q/DQ pairs accepted" in first.output
+    assert "learned INT8 weights are off: --reconstruct adaquant (make: RECONSTRUCT=adaquant" in first.output
     assert "build skipped" not in first.output
     again = run_cli(args, host)  # export, simplify, fp16, calibrate, int8, 3 checks, 3 engines: nothing redone
     assert again.exit_code == 0 and again.output.count("is up to date") == 11, again.output
