@@ -6,6 +6,7 @@ BATCH     ?= 1
 PRECISION ?= fp16
 CALIB     ?= calib_data
 CALIB_METHOD ?= percentile
+RECONSTRUCT ?= none
 EVAL_LIMIT ?= 250
 FLAVOR    ?= auto
 TARGET_CC ?=
@@ -26,7 +27,7 @@ help:
 	@echo "make engine   export → simplify → precision → engines (TensorRT on a GPU host, TensorRT-RTX anywhere)"
 	@echo "make test     run the test suite (installs into $(VENV) first if needed)"
 	@echo "make bench    pre/post vs ultralytics; trtbuild bench of the ONNX and every engine; GPU runtime figures"
-	@echo "make bench-precision  INT8 recipes vs ONNX Runtime quantize_static (minutes)"
+	@echo "make bench-precision  INT8 recipes (trtbuild, learned INT8 weights, ORT, ModelOpt), val + hard (an hour)"
 	@echo "make calib    generate 512 synthetic calibration images into calib_data/shapes"
 	@echo "make data     generate the reference model's synthetic val split into DATA=$(DATA)"
 	@echo "make eval     mAP of the simplified ONNX of MODEL on DATA (runs make engine and make data first)"
@@ -34,6 +35,7 @@ help:
 	@echo "make cpp      the C++ library (docs/cpp.md) into $(CPP_BUILD); the detector where TensorRT is found"
 	@echo "make clean    delete what trtbuild wrote in $(OUT_DIR)/ (trtbuild clean; your own files there stay)"
 	@echo "variables: MODEL IMGSZ BATCH PRECISION (fp32|fp16|int8|all) CALIB CALIB_METHOD STRICT=1 OUT_DIR DATA"
+	@echo "           RECONSTRUCT (none|adaquant|adaround: learned INT8 weights and scales, minutes; docs/precision.md)"
 	@echo "           EVAL_LIMIT (images of DATA the budget and the report evaluate; 250)"
 	@echo "           FLAVOR (auto|tensorrt|rtx) TARGET_CC (TensorRT-RTX, e.g. 8.6,8.9,12.0)"
 
@@ -43,7 +45,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,rtx,triton]'
+	$(BIN)/python -m pip install -q -e '.[dev,rtx,triton,qat]'
 	$(MAKE) --no-print-directory triton-kit
 	@touch $@
 
@@ -63,7 +65,7 @@ ENGINE_DEPS := $(STAMP) $(if $(filter calib_data calib_data/,$(CALIB)),$(CALIB_S
 
 engine: $(ENGINE_DEPS)
 	$(BIN)/trtbuild engine --model $(MODEL) --imgsz $(IMGSZ) --batch $(BATCH) --precision $(PRECISION) \
-		--calib $(CALIB) --calib-method $(CALIB_METHOD) --data $(DATA) --eval-limit $(EVAL_LIMIT) \
+		--calib $(CALIB) --calib-method $(CALIB_METHOD) --reconstruct $(RECONSTRUCT) --data $(DATA) --eval-limit $(EVAL_LIMIT) \
 		--out-dir $(OUT_DIR) $(STRICT_FLAG) \
 		--flavor $(FLAVOR) $(if $(TARGET_CC),--target-cc $(TARGET_CC),)
 
@@ -94,7 +96,8 @@ bench: engine
 	else echo "bench/gpu_runtime.py skipped: pycuda is not installed (GPU hosts only)"; fi
 
 # INT8 recipes in one run (trtbuild new and previous default, ONNX Runtime quantize_static, ModelOpt where
-# .venv-modelopt exists) on the reference model, val and hard val; ~15 minutes on a 2-core CPU.
+# .venv-modelopt exists) on the reference model, val and hard val, with learned INT8 weights (adaquant, adaround);
+# about an hour on a 2-core CPU.
 bench-precision: $(ENGINE_DEPS)
 	$(BIN)/python bench/precision.py --calib $(CALIB) --data $(DATA) --method $(CALIB_METHOD) --work $(OUT_DIR)/bench-precision --hard \
 		$(if $(wildcard .venv-modelopt/bin/python),--modelopt-python .venv-modelopt/bin/python,)

@@ -37,6 +37,12 @@ def _missing_rtx_reason() -> str | None:
     return None
 
 
+def _missing_qat_reason() -> str | None:
+    if importlib.util.find_spec("modelopt") is None:
+        return "nvidia-modelopt is not installed (the 'qat' extra; make install)"
+    return None
+
+
 def _missing_triton_reason() -> str | None:
     if importlib.util.find_spec("tritonclient") is None:
         return "tritonclient is not installed (the 'triton' extra; make install)"
@@ -59,12 +65,13 @@ def _missing_live_reason() -> str | None:
 def pytest_collection_modifyitems(config, items):
     reasons = None
     for item in items:
-        wanted = [m for m in ("trt", "gpu", "rtx", "triton", "live") if m in item.keywords]
+        wanted = [m for m in ("trt", "gpu", "rtx", "triton", "live", "qat") if m in item.keywords]
         if not wanted:
             continue
         if reasons is None:
             reasons = {"gpu": _missing_gpu_reason(), "trt": _missing_trt_reason(), "rtx": _missing_rtx_reason(),
-                       "triton": _missing_triton_reason(), "live": _missing_live_reason()}
+                       "triton": _missing_triton_reason(), "live": _missing_live_reason(),
+                       "qat": _missing_qat_reason()}
         reason = next((reasons[m] for m in wanted if reasons[m]), None)
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))

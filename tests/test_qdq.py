@@ -291,3 +291,49 @@ def test_int8_stays_close_to_fp32_on_the_reference_model(tmp_path_factory):
         assert cosine > 0.99, f"class-score cosine {cosine:.4f} ({report.summary()})"
         confident = a[4:].max(0) > 0.5
         assert confident.any() and np.abs(a[:4, confident] - b[:4, confident]).max() < 4.0  # px at 320
+
+
+# -- YOLO11 / YOLO26 / YOLOv10: attention blocks and NMS-free heads -------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["yolo11n.yaml", "yolo26n.yaml", "yolov10n.yaml"])
+def family(request, tmp_path_factory):
+    """(config name, simplified FP32 export at 320 with random weights, its Q/DQ model, the report)."""
+    out = tmp_path_factory.mktemp(request.param.split(".")[0])
+    model = simplified(export(request.param, ExportConfig(imgsz=(IMGSZ, IMGSZ), out_dir=out)).output)
+    quantized, report = quantize_qdq(model, observed_ranges(model, photos_batch()[:4]))
+    return request.param, model, quantized, report
+
+
+def test_every_conv_but_the_dfl_is_int8_in_yolo11_yolo26_yolov10(family):
+    name, fp32, model, report = family
+    convs = [n.name for n in fp32.graph.node if n.op_type == "Conv"]
+    dfl = [c for c in convs if "/dfl/" in c]  # ultralytics' module path names the DFL's arange conv
+    assert len(dfl) == (0 if name.startswith("yolo26") else 1)  # YOLO26 regresses boxes directly (reg_max 1)
+    assert any("/attn/" in c for c in convs)  # C2PSA / PSA attention: qkv, pe, proj convs
+    prod = producers(model)
+    int8 = [n.name for n in model.graph.node if n.op_type == "Conv" and prod[n.input[0]].op_type == "DequantizeLinear"
+            and prod[n.input[1]].op_type == "DequantizeLinear"]
+    assert int8 == report.quantized_convs == [c for c in convs if c not in dfl]
+    assert set(report.excluded_convs) == set(dfl)
+    assert all(why.startswith("box decode: the DFL") for why in report.excluded_convs.values())
+    onnx.checker.check_model(model)
+    x = photos_batch()[:1]
+    a, b = session(fp32).run(None, {"images": x})[0], session(model).run(None, {"images": x})[0]
+    assert a.shape == b.shape and np.isfinite(b).all()
+    print(f"\n{name}: {len(int8)}/{len(convs)} convs INT8; float: {report.float_summary()}")
+
+
+def test_attention_matmul_and_softmax_stay_float_with_their_reason(family):
+    _, fp32, model, report = family
+    prod = producers(model)
+    ops = {n.name: n for n in model.graph.node if n.op_type in ("MatMul", "Softmax")}
+    assert set(report.float_ops) == set(ops)
+    attention = [n for n in ops.values() if "/attn/" in n.name]
+    assert len([n for n in attention if n.op_type == "MatMul"]) >= 2 and any(n.op_type == "Softmax" for n in attention)
+    for node in ops.values():
+        assert all(prod[i].op_type not in ("QuantizeLinear", "DequantizeLinear") for i in node.input if i in prod)
+        assert report.float_ops[node.name].startswith(
+            f"{node.op_type}, {'attention' if '/attn/' in node.name else 'box decode'}:")
+    # the attention's residual adds quantize the skip input, like C2f's
+    assert any("/attn/" not in a and "/model.10/" in a for a in report.residual_adds)

@@ -201,9 +201,31 @@ def test_engine_pipeline_builds_every_precision_without_a_gpu(host, tmp_path):
         assert engine.read_bytes()[:4] == RTX_PLAN_MAGIC, p
         assert f"→ {engine} (" in first.output and "no GPU needed" in first.output
     assert first.output.count("check     ") == 3 and "84/84 Q/DQ pairs accepted" in first.output
+    assert "learned INT8 weights are off: --reconstruct adaquant (make: RECONSTRUCT=adaquant" in first.output
     assert "build skipped" not in first.output
     again = run_cli(args, host)  # export, simplify, fp16, calibrate, int8, 3 checks, 3 engines: nothing redone
     assert again.exit_code == 0 and again.output.count("is up to date") == 11, again.output
+
+
+@pytest.mark.parametrize("config, convs, pairs", [
+    ("yolo11n.yaml", "87/88", 114), ("yolo26n.yaml", "102/102", 132), ("yolov10n.yaml", "82/83", 106)])
+def test_yolo11_yolo26_yolov10_int8_every_conv_and_a_real_rtx_engine(host, tmp_path, config, convs, pairs):
+    """`trtbuild engine --model yolo11n.yaml --precision int8`: every conv INT8 but the DFL's (YOLO26 has none), the
+    attention's MatMul/Softmax float and said so, every Q/DQ pair accepted by TensorRT-RTX, a real engine."""
+    calib = photo_folder(tmp_path / "calib")
+    out = tmp_path / "engines"
+    res = run_cli(["engine", "--model", config, "--imgsz", "320", "--precision", "int8", "--calib", calib,
+                   "--calib-method", "minmax", "--flavor", "rtx", "--out-dir", out], host)
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("int8 "))
+    assert f"({convs} convs INT8, {pairs} Q/DQ pairs; float: " in line, line
+    assert "MatMul + " in line and "Softmax (attention)" in line, line
+    assert ("1 Conv + 1 Softmax (box decode)" in line) != config.startswith("yolo26"), line
+    assert f"{pairs}/{pairs} Q/DQ pairs accepted" in res.output
+    name = config.split(".")[0]
+    engine = out / f"{name}.int8.rtx.engine"
+    assert engine.read_bytes()[:4] == RTX_PLAN_MAGIC and f"→ {engine} (" in res.output
+    assert json.loads(sidecar_path(engine).read_text())["source_onnx"].endswith(f"{name}.int8.onnx")
 
 
 @pytest.mark.gpu

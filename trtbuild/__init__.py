@@ -22,6 +22,7 @@ from .config import (
     Int8Config,
     NmsConfig,
     PipelineConfig,
+    QatConfig,
     ReportConfig,
     SimplifyConfig,
     StreamConfig,
@@ -45,6 +46,7 @@ from .tasks.evaluate import evaluate
 from .tasks.infer import run_infer as infer
 from .tasks.pipeline import run_pipeline
 from .tasks.predictor import Predictor
+from .tasks.qat import qat
 from .tasks.report import precision_report as report
 from .trt.builder import build
 from .trt.check import check
@@ -55,8 +57,8 @@ __all__ = [
     "__version__", "StageResult", "Host", "probe_host",
     "ExportConfig", "SimplifyConfig", "NmsConfig", "FP16Config", "CalibrateConfig", "Int8Config", "BuildConfig",
     "CheckConfig", "UltralyticsConfig", "EvalConfig", "BenchConfig",
-    "BudgetConfig", "ReportConfig", "PipelineConfig", "DeployConfig", "StreamConfig", "StreamResult",
-    "export", "simplify", "nms", "fp16", "calibrate", "int8", "build", "budget", "report", "check", "run_pipeline",
+    "BudgetConfig", "ReportConfig", "PipelineConfig", "DeployConfig", "StreamConfig", "StreamResult", "QatConfig",
+    "export", "simplify", "nms", "fp16", "calibrate", "int8", "build", "budget", "report", "check", "run_pipeline", "qat",
     "Runner", "open_runner", "Predictor", "infer", "stream", "evaluate", "bench", "doctor",
     "deploy_triton", "deploy_ultralytics", "bench_triton",
 ]

@@ -19,6 +19,7 @@ DEFAULT_CALIB = Path("calib_data")
 DEFAULT_OPSET = 17  # parsed by TensorRT 10.3 (JetPack 6) through 11.x, ONNX Runtime and onnxsim alike
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIB_METHODS = ("percentile", "mse", "minmax", "entropy")
+RECONSTRUCT_METHODS = ("none", "adaquant", "adaround")  # learned INT8 weights + scales (stages/precision/reconstruct)
 INT8_MODES = ("auto", "qdq", "table", "calibrate")
 HW_COMPAT = ("none", "ampere+", "same-cc")
 NMS_VARIANTS = ("onnx", "efficient")
@@ -216,9 +217,45 @@ class Int8Config(StageConfig):
 
     exclude: tuple[str, ...] = ()
     tag: str = "int8"  # NAME.<tag>.onnx: "int8", or "int8fb" for the budget's fallback model
+    reconstruct: str = "none"  # adaquant / adaround: learn the int8 weights and activation scales on calibration images
+    reconstruct_images: int = 512  # calibration images (of those the ranges were measured on) it fits on
+    reconstruct_steps: int = 1200  # optimizer steps (4 windows of 320x320 each)
 
     def __post_init__(self):
         object.__setattr__(self, "exclude", tuple(sorted(set(self.exclude))))
+        _choice("reconstruct", self.reconstruct, RECONSTRUCT_METHODS)
+        _at_least("reconstruct_images", self.reconstruct_images, 1)
+        _at_least("reconstruct_steps", self.reconstruct_steps, 0)
+
+
+@dataclass(frozen=True)
+class QatConfig(StageConfig):
+    """INT8 quantization-aware training through ultralytics' ``quantize=8`` (NVIDIA ModelOpt fake quantization)."""
+
+    data: Path | None = None  # YOLO data set with a train split (data.yaml or its folder): required
+    epochs: int = 10
+    imgsz: int = 640
+    batch: int = 16
+    lr0: float = 0.001  # fine-tuning a trained model: 1/10 of ultralytics' from-scratch default
+    fraction: float = 1.0  # share of the train split used
+    device: str = "cpu"
+    workers: int = 2
+    seed: int = 0
+    out_dir: Path = DEFAULT_OUT_DIR
+    name: str | None = None  # NAME of NAME-qat.pt [default: the model file's stem]
+
+    def __post_init__(self):
+        if self.data is None:
+            raise InputError("data=None: quantization-aware training needs a labelled data set with a train split "
+                             "(a data.yaml or its folder)", param="data")
+        object.__setattr__(self, "data", Path(self.data))
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        _plain_name("name", self.name)
+        for param in ("epochs", "imgsz", "batch"):
+            _at_least(param, getattr(self, param), 1)
+        _at_least("workers", self.workers, 0)
+        if not 0 < self.fraction <= 1:
+            raise InputError(f"fraction={self.fraction}: must be in (0, 1]", param="fraction")
 
 
 @dataclass(frozen=True)
@@ -295,6 +332,7 @@ class BudgetConfig(StageConfig):
     imgsz: tuple[int, int] | None = None
     limit: int | None = None  # evaluate the first N images only
     candidates: tuple[str, ...] | None = None  # convs that may fall back [default: every quantized conv]
+    int8: Int8Config = field(default_factory=Int8Config)  # how NAME.int8.onnx and each fallback are made
 
     def __post_init__(self):
         if self.data is None:
@@ -500,6 +538,7 @@ class PipelineConfig:
     calib_num: int = 512
     calib_batch: int = 8
     calib_method: str = "percentile"
+    int8: Int8Config = field(default_factory=Int8Config)  # the int8 stage (learned reconstruction: opt-in)
     data: Path | None = None  # YOLO data set for the accuracy budget and the precision report
     max_map_drop: float = 1.0  # points of mAP50-95 the INT8 model may lose against FP32
     eval_limit: int | None = None  # the budget and the report evaluate the first N images of data (None: all)

@@ -104,6 +104,15 @@ class Layout:
         return self.file(".trt-calib.cache")
 
     @property
+    def qat_checkpoint(self) -> Path:
+        """``NAME-qat.pt``: the INT8 quantization-aware-trained checkpoint (its own NAME: ``NAME-qat``)."""
+        return self.folder / f"{self.name}-qat.pt"
+
+    @property
+    def qat_report(self) -> Path:
+        return self.file(".qat.json")
+
+    @property
     def budget(self) -> Path:
         return self.file(".budget.json")
 

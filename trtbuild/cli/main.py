@@ -22,7 +22,7 @@ from .data import clean_cmd, synth_cmd
 from .deploy import deploy_cmd, serve_cmd
 from .engine import build_cmd, check_cmd, inspect_cmd
 from .model import doctor_cmd, engine_cmd, export_cmd, simplify_cmd
-from .precision import budget_cmd, calibrate_cmd, report_cmd
+from .precision import budget_cmd, calibrate_cmd, qat_cmd, report_cmd
 from .run import bench_cmd, eval_cmd, infer_cmd
 
 
@@ -124,7 +124,7 @@ def cli(ctx, debug):
 
 
 for command in (export_cmd, simplify_cmd, doctor_cmd, engine_cmd, infer_cmd, eval_cmd, bench_cmd, calibrate_cmd,
-                budget_cmd, report_cmd, build_cmd, check_cmd, inspect_cmd, synth_cmd, clean_cmd, deploy_cmd,
+                budget_cmd, report_cmd, qat_cmd, build_cmd, check_cmd, inspect_cmd, synth_cmd, clean_cmd, deploy_cmd,
                 serve_cmd):
     cli.add_command(command)
 

@@ -11,8 +11,10 @@ from ..config import (
     CALIB_METHODS,
     DEFAULT_CALIB,
     DEFAULT_MODEL,
+    RECONSTRUCT_METHODS,
     REFERENCE_MODEL,
     ExportConfig,
+    Int8Config,
     NmsConfig,
     PipelineConfig,
     SimplifyConfig,
@@ -124,6 +126,14 @@ def doctor_cmd(as_json):
               help="Calibration images used at most.")
 @click.option("--calib-method", default="percentile", show_default=True, type=click.Choice(CALIB_METHODS),
               help="Activation range method (percentile: 99.9999 % of |x|; see `trtbuild calibrate --help`).")
+@click.option("--reconstruct", default="none", show_default=True, type=click.Choice(RECONSTRUCT_METHODS),
+              help="Learn the INT8 model on the calibration images, its outputs matched to FP32 (minutes on a "
+                   "CPU): adaquant, the int8 weights, biases and activation scales; adaround, only each weight's "
+                   "rounding (up or down) and the scales. none: round to nearest.")
+@click.option("--reconstruct-steps", default=Int8Config.reconstruct_steps, show_default=True,
+              type=click.IntRange(min=0), help="Optimizer steps of --reconstruct.")
+@click.option("--reconstruct-images", default=Int8Config.reconstruct_images, show_default=True,
+              type=click.IntRange(min=1), help="Calibration images --reconstruct fits on.")
 @click.option("--data", default=None, type=click.Path(),
               help="YOLO data set (data.yaml or its folder) for the INT8 accuracy budget and the precision report.")
 @click.option("--max-map-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
@@ -133,8 +143,8 @@ def doctor_cmd(as_json):
 @with_options(FLAVOR_OPTIONS)
 @click.option("--strict", is_flag=True, help="Fail when a stage must be skipped on this host (e.g. no TensorRT).")
 def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, overwrite, precision, calib,
-               calib_num,
-               calib_method, data, max_map_drop, eval_limit, flavor, target_cc, strict):
+               calib_num, calib_method, reconstruct, reconstruct_steps, reconstruct_images, data, max_map_drop,
+               eval_limit, flavor, target_cc, strict):
     """Run the whole pipeline for MODEL: every stage whose inputs changed, as far as this host allows.
 
     \b
@@ -160,6 +170,8 @@ def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
         calib=Path(calib),
         calib_num=calib_num,
         calib_method=calib_method,
+        int8=Int8Config(reconstruct=reconstruct, reconstruct_steps=reconstruct_steps,
+                        reconstruct_images=reconstruct_images),
         data=Path(data) if data else None,
         max_map_drop=max_map_drop,
         eval_limit=eval_limit,

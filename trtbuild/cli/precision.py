@@ -6,9 +6,19 @@ from pathlib import Path
 
 import click
 
-from ..config import CALIB_METHODS, DEFAULT_CALIB, DEFAULT_PERCENTILE, BudgetConfig, CalibrateConfig, ReportConfig
+from ..config import (
+    CALIB_METHODS,
+    DEFAULT_CALIB,
+    DEFAULT_OUT_DIR,
+    DEFAULT_PERCENTILE,
+    BudgetConfig,
+    CalibrateConfig,
+    QatConfig,
+    ReportConfig,
+)
 from ..stages.precision.calibrate import calibrate, select_images
 from ..tasks.budget import fit_budget
+from ..tasks.qat import qat
 from ..tasks.report import format_report, precision_report
 from .common import OVERWRITE_OPTION
 from .present import describe, format_budget
@@ -117,3 +127,36 @@ def report_cmd(sim_onnx, data, split, limit, compare_dir, num_compare, out_prefi
                        out_prefix=Path(out_prefix) if out_prefix else None, force=force, overwrite=overwrite)
     res = precision_report(sim_onnx, cfg, progress=True)
     click.echo(format_report(res.report, skipped=res.skipped))
+
+
+@click.command("qat")
+@click.argument("model", metavar="MODEL", type=click.Path(dir_okay=False, exists=True))
+@click.option("--data", required=True, type=click.Path(exists=True),
+              help="Labelled YOLO data set with train and val splits (data.yaml or its folder).")
+@click.option("--epochs", default=QatConfig.epochs, show_default=True, type=click.IntRange(min=1))
+@click.option("--imgsz", default=QatConfig.imgsz, show_default=True, type=click.IntRange(min=32))
+@click.option("--batch", default=QatConfig.batch, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr0", default=QatConfig.lr0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Initial learning rate (fine-tuning: lower than ultralytics' from-scratch 0.01).")
+@click.option("--fraction", default=QatConfig.fraction, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True), help="Share of the train split used.")
+@click.option("--device", default=QatConfig.device, show_default=True, help="cpu, or a CUDA device such as 0.")
+@click.option("--workers", default=QatConfig.workers, show_default=True, type=click.IntRange(min=0))
+@click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False))
+@click.option("--name", default=None, help="NAME of NAME-qat.pt [default: the model file's stem].")
+@click.option("--force", is_flag=True, help="Train again even when model, data and options are unchanged.")
+def qat_cmd(model, data, epochs, imgsz, batch, lr0, fraction, device, workers, out_dir, name, force):
+    """INT8 quantization-aware training of MODEL (ultralytics quantize=8, NVIDIA ModelOpt) → OUT_DIR/NAME-qat.pt.
+
+    Then `trtbuild engine --model OUT_DIR/NAME-qat.pt --precision int8` builds it: the Q/DQ of the training are
+    kept (no calibration). Needs the qat extra (nvidia-modelopt).
+
+    \b
+    Examples:
+      trtbuild qat models/shapes-yolov8n.pt --data datasets/shapes-train --epochs 10 --device 0
+    """
+    cfg = QatConfig(data=Path(data), epochs=epochs, imgsz=imgsz, batch=batch, lr0=lr0, fraction=fraction,
+                    device=device, workers=workers, out_dir=Path(out_dir), name=name, force=force)
+    res = qat(model, cfg, progress=True)
+    click.echo(describe(res))
+    click.echo(f"next      trtbuild engine --model {res.output} --precision int8")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..artifacts import StageResult
 from ..console import human_bytes, table
+from ..stages.precision.qdq import QDQReport
 from ..stages.precision.table import amax
 from ..trt.compat import LABELS
 
@@ -43,8 +44,22 @@ def _typed(res: StageResult, label: str) -> str:
         return (f"{label:<9} {r['input']} → {res.output} ({len(kept)} node(s) kept FP32 for range, "
                 f"{r['casts']} casts, {r['seconds']:.1f} s)")
     q = r["qdq"]
-    return (f"{label:<9} {r['input']} → {res.output} ({len(q['quantized_convs'])}/{q['convs']} convs INT8, "
-            f"{r['qdq_pairs']} Q/DQ pairs, {len(r['exclude'])} kept in float, {r['seconds']:.1f} s)")
+    line = (f"{label:<9} {r['input']} → {res.output} ({len(q['quantized_convs'])}/{q['convs']} convs INT8, "
+            f"{r['qdq_pairs']} Q/DQ pairs; float: {_float_summary(q)}, {r['seconds']:.1f} s)")
+    if label != "int8" or "reconstruct" not in r or r.get("prequantized"):
+        return line
+    rec = r["reconstruct"]
+    if rec is None:
+        return line + ("\n          learned INT8 weights are off: --reconstruct adaquant (make: RECONSTRUCT=adaquant; "
+                       "minutes, docs/precision.md)")
+    return (line + f"\n          learned INT8 weights ({rec['method']}): {rec['images']} images, "
+            f"{rec['schedule']['iters']} steps, {rec['changed_weights']['weights_changed']} of "
+            f"{rec['changed_weights']['weights']} weights off round-to-nearest, {rec['seconds']:.0f} s")
+
+
+def _float_summary(q: dict) -> str:
+    """``QDQReport.float_summary`` from the report's dict (reports written before it lack ``float_ops``)."""
+    return QDQReport(excluded_convs=q["excluded_convs"], float_ops=q.get("float_ops", {})).float_summary()
 
 
 def _calibrate(res: StageResult) -> str:
@@ -98,13 +113,23 @@ def _check(res: StageResult) -> str:
     return f"check     {r['input']}: {r['tensorrt']} parsed {r['layers']} layers{qdq}; {verdict}"
 
 
+def _qat(res: StageResult) -> str:
+    r = res.report
+    if res.skipped:
+        return f"qat       {res.output} is up to date"
+    m = r["metrics"]
+    val = f", val mAP50-95 {m['metrics/mAP50-95(B)']:.4f}" if "metrics/mAP50-95(B)" in m else ""
+    return (f"qat       {r['model']} → {res.output} (INT8 quantization-aware training, {r['config']['epochs']} "
+            f"epoch(s) on {r['train_images']} images at {r['config']['imgsz']}{val}, {r['seconds']:.0f} s)")
+
+
 def _nms(res: StageResult) -> str:
     state = "is up to date" if res.skipped else f"written ({res.report['nodes_added']} nodes added)"
     return f"nms       {res.output} {state}: output detections {res.report['output_shape']}"
 
 
 _LINES = {"export": _export, "simplify": _simplify, "calibrate": _calibrate, "budget": _budget, "report": _report,
-          "build": _build, "nms": _nms, "check": _check}
+          "build": _build, "nms": _nms, "check": _check, "qat": _qat}
 
 
 def describe(res: StageResult | str, label: str | None = None) -> str:

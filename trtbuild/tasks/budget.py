@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -134,13 +135,14 @@ def fit_budget(sim_onnx: str | os.PathLike, ranges_json: str | os.PathLike | Non
         "ranges": sha256_file(ranges_json), "data": dkey, "split": cfg.split, "max_map_drop": float(cfg.max_map_drop),
         "limit": cfg.limit, "images": [sha256_file(p) for p in images], "imgsz": list(hw),
         "candidates": sorted(candidates) if candidates is not None else None,
+        **({"int8": cfg.int8.to_dict()} if cfg.int8 != Int8Config() else {}),  # keys of earlier runs stay valid
         "versions": {p: package_version(p) for p in ("onnxruntime", "onnx")},
     })
 
     def make(outputs: Outputs) -> dict:
         data, split, limit = cfg.data, cfg.split, cfg.limit
         fp32 = _eval(src, data, split, limit, progress)
-        full = int8(src, ranges_json, Int8Config(overwrite=cfg.overwrite))
+        full = int8(src, ranges_json, replace(cfg.int8, overwrite=cfg.overwrite), progress=progress)
         step0 = {**_eval(full.output, data, split, limit, progress), "step": 0, "excluded": []}
         step0["drop"] = _drop(fp32, step0)
         steps, ranking = [step0], []
@@ -152,8 +154,8 @@ def fit_budget(sim_onnx: str | os.PathLike, ranges_json: str | os.PathLike | Non
             ranking = layer_sensitivity(src, load_ranges(ranges_json), images, hw, candidates, progress)
             ranked = [r["conv"] for r in ranking]
             for i, k in enumerate(_steps(len(ranked)), start=1):
-                fb = int8(src, ranges_json, Int8Config(exclude=tuple(ranked[:k]), tag="int8fb",
-                                                      overwrite=cfg.overwrite))
+                fb = int8(src, ranges_json, replace(cfg.int8, exclude=tuple(ranked[:k]), tag="int8fb",
+                                                    overwrite=cfg.overwrite), progress=progress)
                 step = {**_eval(fb.output, data, split, limit, progress), "step": i, "excluded": ranked[:k]}
                 step["drop"] = _drop(fp32, step)
                 steps.append(step)

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..artifacts import StageResult
-from ..config import (BudgetConfig, BuildConfig, CalibrateConfig, CheckConfig, FP16Config, Int8Config, PipelineConfig,
+from ..config import (BudgetConfig, BuildConfig, CalibrateConfig, CheckConfig, FP16Config, PipelineConfig,
                       ReportConfig)
 from ..errors import DependencyMissingError, TrtbuildError
+from ..onnx.graph import load_onnx
 from ..onnx.modelinfo import ModelInfo
 from ..stages.export import export
 from ..stages.precision.calibrate import calibrate, select_images
 from ..stages.precision.fp16 import fp16
 from ..stages.precision.int8 import int8, qdq_tensors
+from ..stages.precision.qdq import prequantized_report
 from ..stages.simplify import simplify
 from ..trt.builder import build
 from ..trt.buildspec import choose_source
@@ -79,17 +81,22 @@ def _precision_stages(cfg: PipelineConfig, sim: Path, info: ModelInfo, out: Pipe
     if "fp16" in cfg.precisions:
         images = _calibration_images(cfg)
         done("fp16", fp16(sim, FP16Config(images=tuple(images), imgsz=hw, **_run(cfg))))
-    if "int8" in cfg.precisions:
+    if "int8" in cfg.precisions and prequantized_report(load_onnx(sim, check=False)) is not None:
+        done("int8", int8(sim, None, replace(cfg.int8, **_run(cfg))))  # QAT: its own Q/DQ, no calibration
+        if cfg.data:
+            on_result("budget", "budget    skipped: the model was quantization-aware trained (its Q/DQ are kept "
+                                "as trained; no conv falls back)")
+    elif "int8" in cfg.precisions:
         cal = CalibrateConfig(images=cfg.calib, num=cfg.calib_num, batch=cfg.calib_batch, method=cfg.calib_method,
                               tensors=tuple(qdq_tensors(sim)), imgsz=hw, **_run(cfg))
         ranges = calibrate(sim, cal, progress=progress)
         done("calibrate", ranges)
         if ranges.report.get("warning"):
             on_result("calibrate", f"calibrate warning: {ranges.report['warning']}")
-        done("int8", int8(sim, ranges.output, Int8Config(**_run(cfg))))
+        done("int8", int8(sim, ranges.output, replace(cfg.int8, **_run(cfg)), progress=progress))
         if cfg.data:
             budget = BudgetConfig(data=cfg.data, max_map_drop=cfg.max_map_drop, imgsz=hw, limit=cfg.eval_limit,
-                                  **_run(cfg))
+                                  int8=cfg.int8, **_run(cfg))
             done("budget", fit_budget(sim, ranges.output, budget, progress=progress))
     if cfg.data:
         report = ReportConfig(data=cfg.data, limit=cfg.eval_limit, **_run(cfg))

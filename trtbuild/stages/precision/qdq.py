@@ -23,9 +23,14 @@ Quantization):
   their data inputs get Q/DQ, and all tensors joined by them (and by Split) share one scale, the largest amax
   in the group, so TensorRT can move the quantization back into the producing convs without requantizing
   (the guide: Q scales are compared for equality before Q propagates backward across a branch).
-* The detection head's decode stays float: everything downstream of the activation-free head convs (the
-  per-scale box/class logits → Reshape/Concat → DFL Softmax + arange Conv → anchor/stride math, values up to
-  the image size; the class Sigmoid). ``exclude_nodes`` keeps more convs float (accuracy fallback).
+* The detection head's decode stays float: everything downstream of the head's output convs (the per-scale
+  box/class logits → Reshape/Concat → DFL Softmax + arange Conv → anchor/stride math, values up to the image size;
+  the class Sigmoid). The head's output convs are the activation-free convs with no activated conv downstream:
+  YOLO11/YOLO26/YOLOv10 also have activation-free convs inside the trunk (attention qkv/pe/proj, SCDown's
+  depthwise conv), which are ordinary INT8 convs, not the head. ``exclude_nodes`` keeps more convs float.
+* Attention (YOLO11/YOLO26 C2PSA, YOLOv10 PSA): its convs are INT8 like any other; the MatMul → Softmax →
+  MatMul between two activations gets no Q/DQ and runs in float (the guide's recommendation quantizes the inputs
+  of weighted layers; the Softmax probabilities would lose their small values on a per-tensor INT8 grid).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ...errors import InputError
 from ...onnx.graph import opset as _opset
+from .heads import GraphIndex, decode_conv_reason, float_compute_nodes, head_decode_nodes, head_outputs  # noqa: F401
 from .table import amax as _amax
 
 MIN_OPSET = 13  # DequantizeLinear's ``axis`` (per-channel) exists from opset 13
@@ -60,6 +66,7 @@ class QDQReport:
     int8_passthrough: list[str] = dataclasses.field(default_factory=list)  # Concat/MaxPool/Resize run INT8
     scale_groups: int = 0
     quantized_tensors: dict[str, float] = dataclasses.field(default_factory=dict)  # tensor → scale
+    float_ops: dict[str, str] = dataclasses.field(default_factory=dict)  # MatMul/Softmax left float → why
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -68,61 +75,40 @@ class QDQReport:
         return (
             f"{self.convs} Conv, {len(self.quantized_convs)} quantized, {len(self.excluded_convs)} kept float, "
             f"{self.qdq_pairs} activation Q/DQ pairs in {self.scale_groups} scale groups, "
-            f"{self.weight_per_channel} per-channel weights, {len(self.residual_adds)} residual adds"
+            f"{self.weight_per_channel} per-channel weights, {len(self.residual_adds)} residual adds, "
+            f"{len(self.float_ops)} MatMul/Softmax float"
         )
 
+    def float_summary(self) -> str:
+        """What stays float, by reason: ``"1 Conv (box decode); 2 MatMul + 1 Softmax (attention)"``."""
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for why in self.excluded_convs.values():
+            counts[why.split(":")[0].split(" (")[0]]["Conv"] += 1
+        for why in self.float_ops.values():
+            op, _, rest = why.partition(", ")
+            counts[rest.split(":")[0]][op] += 1
+        return "; ".join(" + ".join(f"{n} {op}" for op, n in ops.items()) + f" ({why})"
+                         for why, ops in counts.items()) or "nothing"
 
-class _Graph:
-    """Producer/consumer indexes over a graph (names only; the graph is not changed through it)."""
 
-    def __init__(self, graph: onnx.GraphProto):
-        self.nodes = list(graph.node)
-        self.inits = {i.name: i for i in graph.initializer}
-        self.outputs = {o.name for o in graph.output}
-        self.producer: dict[str, onnx.NodeProto] = {}
-        self._silu_conv: dict[str, onnx.NodeProto] | None = None
-        self.consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
-        for node in self.nodes:
-            for out in node.output:
-                self.producer[out] = node
-            for idx, name in enumerate(node.input):
-                if name:
-                    self.consumers[name].append((node, idx))
+def prequantized_report(model: onnx.ModelProto) -> QDQReport | None:
+    """What a model that already has Q/DQ (a quantization-aware-trained export) quantizes, or None when it has none.
 
-    def silu_of(self, conv: onnx.NodeProto) -> onnx.NodeProto | None:
-        """The Mul of the SiLU ``Conv → Sigmoid → Mul(conv, sigmoid)``, or None when the conv has none."""
-        out = conv.output[0]
-        users = self.consumers.get(out, [])
-        for sig, _ in users:
-            if sig.op_type != "Sigmoid":
-                continue
-            for mul, _ in users:
-                if mul.op_type == "Mul" and set(mul.input) == {out, sig.output[0]}:
-                    return mul
+    A conv counts as INT8 when its input and its weight both come from a DequantizeLinear; the others stay float as
+    trained (ultralytics' QAT recipe leaves the head's output convs and the DFL float)."""
+    g = GraphIndex(model.graph)
+    ops = [n.op_type for n in g.nodes]
+    if "QuantizeLinear" not in ops and "DequantizeLinear" not in ops:
         return None
-
-    def conv_behind(self, node: onnx.NodeProto | None) -> onnx.NodeProto | None:
-        """The Conv that produced ``node``'s output: the node itself, or the Conv of the SiLU ending in ``node``."""
-        if self._silu_conv is None:
-            self._silu_conv = {}
-            for conv in (n for n in self.nodes if n.op_type == "Conv"):
-                mul = self.silu_of(conv)
-                if mul is not None:
-                    self._silu_conv[mul.name] = conv
-        if node is None:
-            return None
-        return node if node.op_type == "Conv" else self._silu_conv.get(node.name)
-
-    def descendants(self, tensors) -> set[str]:
-        """Names of every node downstream of ``tensors``."""
-        seen: set[str] = set()
-        todo = list(tensors)
-        while todo:
-            for node, _ in self.consumers.get(todo.pop(), []):
-                if node.name not in seen:
-                    seen.add(node.name)
-                    todo.extend(node.output)
-        return seen
+    report = QDQReport(qdq_pairs=ops.count("QuantizeLinear"), float_ops=float_compute_nodes(model))
+    for conv in (n for n in g.nodes if n.op_type == "Conv"):
+        report.convs += 1
+        fed = [g.producer.get(i) for i in conv.input[:2]]
+        if all(f is not None and f.op_type == "DequantizeLinear" for f in fed):
+            report.quantized_convs.append(conv.name)
+        else:
+            report.excluded_convs[conv.name] = "float as trained (no Q/DQ in the quantization-aware-trained model)"
+    return report
 
 
 def _check_names(model: onnx.ModelProto) -> None:
@@ -131,19 +117,7 @@ def _check_names(model: onnx.ModelProto) -> None:
         raise InputError("ONNX nodes need unique, non-empty names for Q/DQ placement; re-export the model")
 
 
-def head_decode_nodes(model: onnx.ModelProto) -> set[str]:
-    """Names of the nodes of the head's decode: everything downstream of an activation-free Conv's output.
-
-    In YOLOv8 the only Convs without SiLU are the per-scale head outputs (box distributions, class logits) and the
-    DFL's arange Conv; what they feed is Reshape/Concat, DFL Softmax + Conv, anchor/stride arithmetic, the class
-    Sigmoid and the output Concat.
-    """
-    g = _Graph(model.graph)
-    raw = [n.output[0] for n in g.nodes if n.op_type == "Conv" and g.silu_of(n) is None]
-    return g.descendants(raw)
-
-
-def _weight_of(g: _Graph, conv: onnx.NodeProto) -> np.ndarray | None:
+def _weight_of(g: GraphIndex, conv: onnx.NodeProto) -> np.ndarray | None:
     init = g.inits.get(conv.input[1]) if len(conv.input) > 1 else None
     if init is None or init.data_type != TensorProto.FLOAT or len(init.dims) < 3:
         return None
@@ -152,7 +126,7 @@ def _weight_of(g: _Graph, conv: onnx.NodeProto) -> np.ndarray | None:
 
 def sensitivity_candidates(model: onnx.ModelProto) -> list[str]:
     """The Conv node names :func:`quantize_qdq` quantizes by default, in graph order (for the fallback search)."""
-    g = _Graph(model.graph)
+    g = GraphIndex(model.graph)
     decode = head_decode_nodes(model)
     return [n.name for n in g.nodes if n.op_type == "Conv" and n.name not in decode and _weight_of(g, n) is not None]
 
@@ -176,7 +150,7 @@ class _Groups:
             self.parent[self.find(other)] = self.find(names[0])
 
 
-def _plan(g: _Graph, ranges, decode: set[str], exclude: set[str], report: QDQReport):
+def _plan(g: GraphIndex, ranges, decode: set[str], exclude: set[str], report: QDQReport):
     """Decide which convs are INT8 and which (tensor, consumer, input index) edges read a DQ'd tensor."""
     quantized: list[onnx.NodeProto] = []
     for node in g.nodes:
@@ -184,7 +158,7 @@ def _plan(g: _Graph, ranges, decode: set[str], exclude: set[str], report: QDQRep
             continue
         report.convs += 1
         if node.name in decode:
-            report.excluded_convs[node.name] = "box decode (downstream of the head's raw outputs)"
+            report.excluded_convs[node.name] = decode_conv_reason(g, node)
         elif node.name in exclude:
             report.excluded_convs[node.name] = "excluded by caller (exclude_nodes)"
         elif _weight_of(g, node) is None:
@@ -278,7 +252,7 @@ def quantize_qdq(
     out = _ensure_opset(out)
     _check_names(out)
     graph = out.graph
-    g = _Graph(graph)
+    g = GraphIndex(graph)
     convs = {n.name for n in g.nodes if n.op_type == "Conv"}
     unknown = sorted(set(exclude_nodes) - convs)
     if unknown:
@@ -286,6 +260,7 @@ def quantize_qdq(
 
     report = QDQReport()
     decode = head_decode_nodes(out)
+    report.float_ops = float_compute_nodes(out)
     quantized, edges, groups = _plan(g, ranges, decode, set(exclude_nodes), report)
     scales = _group_scales(edges, groups, ranges)
 
