@@ -138,7 +138,7 @@ def run(args) -> int:
     from trtbuild import EvalConfig, ExportConfig, evaluate, export, simplify
     from trtbuild.console import table
     from trtbuild.data.synth import generate_dataset
-    from trtbuild.stages.precision.calibrate import select_images
+    from trtbuild.data.images import select_images
     from trtbuild.stages.precision.int8 import qdq_tensors
 
     work = Path(args.work)

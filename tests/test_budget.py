@@ -19,7 +19,7 @@ from trtbuild.config import BudgetConfig
 from trtbuild.errors import InputError
 from trtbuild.onnx.compare import sensitivity
 from trtbuild.onnx.graph import load_onnx
-from trtbuild.stages.precision.calibrate import load_ranges
+from trtbuild.stages.precision.ranges import load_ranges
 from trtbuild.stages.precision.qdq import quantize_qdq, sensitivity_candidates
 from trtbuild.tasks.budget import _steps, fit_budget, layer_sensitivity
 

@@ -18,7 +18,9 @@ from trtbuild.cli.precision import calibrate_cmd
 from trtbuild.config import CalibrateConfig
 from trtbuild.errors import FewImagesWarning, InputError
 from trtbuild.owned import NotOursError
-from trtbuild.stages.precision.calibrate import calibrate, calibration_key, load_ranges, select_images
+from trtbuild.data.images import select_images
+from trtbuild.stages.precision.calibrate import calibrate, calibration_key
+from trtbuild.stages.precision.ranges import load_ranges
 from trtbuild.stages.precision.qdq import quantize_qdq
 from trtbuild.stages.precision.ranges import CalibrationData, _groups, compute_ranges
 from trtbuild.stages.precision.table import amax, parse_table

@@ -24,7 +24,8 @@ from onnx import numpy_helper
 
 from trtbuild.config import CalibrateConfig
 from trtbuild.errors import FewImagesWarning
-from trtbuild.stages.precision.calibrate import calibrate, select_images
+from trtbuild.data.images import select_images
+from trtbuild.stages.precision.calibrate import calibrate
 from trtbuild.stages.precision.clip import INT8_MAX, mse_amax, percentile_amax
 from trtbuild.stages.precision.collect import TensorStats, _with_outputs, collect_stats
 from trtbuild.stages.precision.int8 import int8, qdq_tensors

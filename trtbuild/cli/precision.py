@@ -16,7 +16,8 @@ from ..config import (
     QatConfig,
     ReportConfig,
 )
-from ..stages.precision.calibrate import calibrate, select_images
+from ..data.images import select_images
+from ..stages.precision.calibrate import calibrate
 from ..tasks.budget import fit_budget
 from ..tasks.qat import qat
 from ..tasks.report import format_report, precision_report
@@ -145,7 +146,8 @@ def report_cmd(sim_onnx, data, split, limit, compare_dir, num_compare, out_prefi
 @click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False))
 @click.option("--name", default=None, help="NAME of NAME-qat.pt [default: the model file's stem].")
 @click.option("--force", is_flag=True, help="Train again even when model, data and options are unchanged.")
-def qat_cmd(model, data, epochs, imgsz, batch, lr0, fraction, device, workers, out_dir, name, force):
+@OVERWRITE_OPTION
+def qat_cmd(model, data, epochs, imgsz, batch, lr0, fraction, device, workers, out_dir, name, force, overwrite):
     """INT8 quantization-aware training of MODEL (ultralytics quantize=8, NVIDIA ModelOpt) → OUT_DIR/NAME-qat.pt.
 
     Then `trtbuild engine --model OUT_DIR/NAME-qat.pt --precision int8` builds it: the Q/DQ of the training are
@@ -156,7 +158,8 @@ def qat_cmd(model, data, epochs, imgsz, batch, lr0, fraction, device, workers, o
       trtbuild qat models/shapes-yolov8n.pt --data datasets/shapes-train --epochs 10 --device 0
     """
     cfg = QatConfig(data=Path(data), epochs=epochs, imgsz=imgsz, batch=batch, lr0=lr0, fraction=fraction,
-                    device=device, workers=workers, out_dir=Path(out_dir), name=name, force=force)
+                    device=device, workers=workers, out_dir=Path(out_dir), name=name, force=force,
+                    overwrite=overwrite)
     res = qat(model, cfg, progress=True)
     click.echo(describe(res))
     click.echo(f"next      trtbuild engine --model {res.output} --precision int8")

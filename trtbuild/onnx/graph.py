@@ -99,3 +99,14 @@ def parse_literal(text: str | None, default=None):
 def anchor_count(h: int, w: int, strides=(8, 16, 32)) -> int:
     """Number of YOLOv8 anchor points for an H×W input: Σ ceil(H/s)·ceil(W/s) over the head strides."""
     return sum(-(-h // s) * -(-w // s) for s in strides)
+
+
+def graph_counts(model: onnx.ModelProto) -> dict:
+    """Node, Q/DQ and Cast counts of a graph, as the precision reports list them."""
+    ops = [n.op_type for n in model.graph.node]
+    return {
+        "nodes": len(ops),
+        "qdq_pairs": ops.count("QuantizeLinear"),
+        "dequantize_nodes": ops.count("DequantizeLinear"),
+        "casts": ops.count("Cast"),
+    }

@@ -37,7 +37,7 @@ from ..onnx.compare import sensitivity
 from ..onnx.graph import load_onnx
 from ..onnx.modelinfo import ModelInfo
 from ..runtime.onnx import OnnxRunner
-from ..stages.precision.calibrate import load_ranges
+from ..stages.precision.ranges import load_ranges
 from ..stages.precision.int8 import int8
 from ..stages.precision.qdq import quantize_qdq, sensitivity_candidates
 from ..vision.io import read_batch

@@ -21,7 +21,8 @@ from ..errors import DependencyMissingError, TrtbuildError
 from ..onnx.graph import load_onnx
 from ..onnx.modelinfo import ModelInfo
 from ..stages.export import export
-from ..stages.precision.calibrate import calibrate, select_images
+from ..data.images import select_images
+from ..stages.precision.calibrate import calibrate
 from ..stages.precision.fp16 import fp16
 from ..stages.precision.int8 import int8, qdq_tensors
 from ..stages.precision.qdq import prequantized_report

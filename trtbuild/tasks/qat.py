@@ -75,4 +75,5 @@ def qat(model: str | os.PathLike, config: QatConfig, *, progress: bool = False) 
                 "train_images": len(ds.items), "metrics": metrics, "seconds": round(time.perf_counter() - t0, 1),
                 "versions": {p: package_version(p) for p in ("ultralytics", "torch", "nvidia-modelopt")}}
 
-    return run_stage("qat", key, layout.qat_report, out, make, cfg.force)
+    return run_stage("qat", key, layout.qat_report, out, make, cfg.force, inputs={"model": src},
+                     overwrite=cfg.overwrite)

@@ -26,6 +26,7 @@ from ..data.dataset import load_dataset
 from ..errors import InputError
 from ..layout import Layout
 from ..onnx.compare import CONFIDENT, REL_EPS, detect_error
+from ..onnx.graph import graph_counts
 from ..onnx.modelinfo import ModelInfo
 from ..runtime.onnx import OnnxRunner
 from ..vision.io import read_batch
@@ -58,8 +59,8 @@ def default_variants(sim_onnx: str | os.PathLike) -> dict[str, Path]:
 
 
 def _graph_counts(path: Path) -> dict:
-    ops = [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node]
-    return {"nodes": len(ops), "qdq_pairs": ops.count("QuantizeLinear"), "bytes": path.stat().st_size}
+    counts = graph_counts(onnx.load(str(path), load_external_data=False))
+    return {"nodes": counts["nodes"], "qdq_pairs": counts["qdq_pairs"], "bytes": path.stat().st_size}
 
 
 def _budget_figures(budget_json: Path, dkey: str) -> dict[str, dict]:

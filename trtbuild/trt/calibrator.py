@@ -18,7 +18,7 @@ from ..cuda.buffers import DeviceUpload
 from ..cuda.context import CudaContext, require_pycuda
 from ..errors import InputError
 from ..layout import Layout
-from ..stages.precision.calibrate import select_images
+from ..data.images import select_images
 from ..stages.precision.ranges import CalibrationData
 from ..stages.precision.table import retarget_table
 from ..vision.batch import full_batches

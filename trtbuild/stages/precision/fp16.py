@@ -33,10 +33,9 @@ from ...artifacts import Outputs, StageResult, package_version, run_stage, sha25
 from ...config import FP16Config
 from ...errors import InputError
 from ...layout import Layout
-from ...onnx.graph import load_onnx
+from ...onnx.graph import graph_counts, load_onnx
 from ...onnx.graph import opset as _opset
 from ...onnx.modelinfo import ModelInfo
-from .int8 import graph_counts
 from .qdq import head_decode_nodes
 from .ranges import CalibrationData, compute_ranges
 

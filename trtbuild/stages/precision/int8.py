@@ -20,25 +20,13 @@ from ...artifacts import Outputs, StageResult, package_version, read_json, run_s
 from ...config import Int8Config
 from ...errors import InputError
 from ...layout import Layout
-from ...onnx.graph import load_onnx
+from ...onnx.graph import graph_counts, load_onnx
 from ...onnx.modelinfo import ModelInfo
-from .calibrate import load_ranges
 from .qdq import prequantized_report, quantize_qdq
-from .ranges import CalibrationData
+from .ranges import CalibrationData, load_ranges
 from .reconstruct import Schedule, reconstruct
 
 STAGE_VERSION = 1
-
-
-def graph_counts(model: onnx.ModelProto) -> dict:
-    """Node, Q/DQ and Cast counts of a graph, as the precision reports list them."""
-    ops = [n.op_type for n in model.graph.node]
-    return {
-        "nodes": len(ops),
-        "qdq_pairs": ops.count("QuantizeLinear"),
-        "dequantize_nodes": ops.count("DequantizeLinear"),
-        "casts": ops.count("Cast"),
-    }
 
 
 def _schedule(cfg: Int8Config) -> Schedule:
@@ -81,7 +69,8 @@ def _prequantized(src: Path, layout: Layout, cfg: Int8Config) -> StageResult:
         return {"input": str(src), "ranges": None, "output": str(out), "exclude": [], "prequantized": True,
                 **graph_counts(model), "qdq": rep.to_dict(), "bytes": tmp.stat().st_size, "reconstruct": None}
 
-    return run_stage("int8", key, layout.typed_report(cfg.tag), out, make, cfg.force)
+    return run_stage("int8", key, layout.typed_report(cfg.tag), out, make, cfg.force, inputs={"model": src},
+                     overwrite=cfg.overwrite)
 
 
 def int8(sim_onnx: str | os.PathLike, ranges_json: str | os.PathLike | None, config: Int8Config = Int8Config(), *,

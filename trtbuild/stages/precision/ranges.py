@@ -39,6 +39,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ...artifacts import read_json
 from ...config import CALIB_METHODS as METHODS
 from ...config import DEFAULT_PERCENTILE
 from ...console import capture_fd_stderr, progress_bar
@@ -255,4 +256,11 @@ def compute_ranges(onnx_path, data: Iterable[np.ndarray], method: str = "percent
     return measure_ranges(onnx_path, data, method, percentile, num_bins, tensors, num_quantized_bins)[0]
 
 
-
+def load_ranges(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
+    """The ranges of a ``<name>.ranges.json`` written by :func:`calibrate`."""
+    report = read_json(path)
+    if not report or not isinstance(report.get("ranges"), dict):
+        raise InputError(f"{path}: not a calibration ranges file; rerun `trtbuild calibrate`")
+    if not report["ranges"]:
+        raise InputError(f"{path}: holds no ranges; rerun `trtbuild calibrate` on the model")
+    return {k: (float(v[0]), float(v[1])) for k, v in report["ranges"].items()}
