@@ -234,7 +234,7 @@ class QatConfig(StageConfig):
 
     data: Path | None = None  # YOLO data set with a train split (data.yaml or its folder): required
     epochs: int = 10
-    imgsz: int = 640
+    imgsz: int = DEFAULT_IMGSZ[0]  # training size (square)
     batch: int = 16
     lr0: float = 0.001  # fine-tuning a trained model: 1/10 of ultralytics' from-scratch default
     fraction: float = 1.0  # share of the train split used
@@ -528,22 +528,21 @@ class UltralyticsConfig(StageConfig):
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """``make engine``: every stage from a model file to engines, as far as this host allows."""
+    """``make engine``: every stage from a model file to engines, as far as this host allows.
+
+    Each stage's own config is nested; the pipeline fills in only what it learns on the way (the model's input
+    size, the tensors to calibrate, the batch profile, this host's TensorRT flavor) and the run-wide ``force`` /
+    ``overwrite``. ``budget`` and ``report`` (None: skipped) carry the eval data set."""
 
     model: str = DEFAULT_MODEL
     export: ExportConfig = field(default_factory=ExportConfig)
     simplify: SimplifyConfig = field(default_factory=SimplifyConfig)
     precisions: tuple[str, ...] = ("fp16",)
-    calib: Path = DEFAULT_CALIB
-    calib_num: int = 512
-    calib_batch: int = 8
-    calib_method: str = "percentile"
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)  # images also feed the FP16 range check
     int8: Int8Config = field(default_factory=Int8Config)  # the int8 stage (learned reconstruction: opt-in)
-    data: Path | None = None  # YOLO data set for the accuracy budget and the precision report
-    max_map_drop: float = 1.0  # points of mAP50-95 the INT8 model may lose against FP32
-    eval_limit: int | None = None  # the budget and the report evaluate the first N images of data (None: all)
-    flavor: str = "auto"  # the engines' TensorRT flavor (BuildConfig.flavor)
-    target_cc: tuple[str, ...] | None = None  # TensorRT-RTX targets (BuildConfig.target_cc)
+    budget: BudgetConfig | None = None  # the INT8 accuracy budget (needs int8 in precisions)
+    report: ReportConfig | None = None  # the precision report
+    build: BuildConfig = field(default_factory=BuildConfig)  # flavor, target_cc, …; precision and batch filled in
     strict: bool = False
     force: bool = False
     overwrite: bool = False  # outputs may replace files trtbuild did not write (every stage's ``overwrite``)
@@ -551,13 +550,6 @@ class PipelineConfig:
     def __post_init__(self):
         for p in self.precisions:
             _choice("precision", p, PRECISIONS)
-        _choice("calib_method", self.calib_method, CALIB_METHODS)
-        _enough_calibration_images("calib_num", self.calib_num)
-        _choice("flavor", self.flavor, TRT_FLAVORS)
-        if self.eval_limit is not None:
-            _at_least("eval_limit", self.eval_limit, 1)
-        if self.target_cc is not None:
-            object.__setattr__(self, "target_cc", parse_target_cc(self.target_cc))
 
     @property
     def out_dir(self) -> Path:

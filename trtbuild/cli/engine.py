@@ -1,4 +1,5 @@
-"""Commands on the TensorRT side: ``build`` (an engine from an ONNX) and ``inspect`` (what TensorRT made of it)."""
+"""Commands on the TensorRT side: ``engine`` (the whole pipeline, ``make engine``), ``build`` (an engine from an
+ONNX), ``check`` and ``inspect`` (what TensorRT made of it)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,34 @@ from pathlib import Path
 import click
 
 from ..artifacts import write_bytes_atomic, write_json_atomic
-from ..config import DEFAULT_CALIB, DEFAULT_OUT_DIR, HW_COMPAT, INT8_MODES, TRT_FLAVORS, BuildConfig, CheckConfig
-from ..errors import DeprecatedPluginWarning, InputError
+from ..config import (
+    CALIB_METHODS,
+    DEFAULT_CALIB,
+    DEFAULT_MODEL,
+    DEFAULT_OUT_DIR,
+    HW_COMPAT,
+    INT8_MODES,
+    RECONSTRUCT_METHODS,
+    REFERENCE_MODEL,
+    TRT_FLAVORS,
+    BudgetConfig,
+    BuildConfig,
+    CalibrateConfig,
+    CheckConfig,
+    ExportConfig,
+    Int8Config,
+    PipelineConfig,
+    ReportConfig,
+    parse_precisions,
+)
+from ..errors import DeprecatedPluginWarning, InputError, TrtbuildError
 from ..layout import layers_path
+from ..tasks.pipeline import run_pipeline
 from ..trt.builder import build
 from ..trt.check import check, require_ok
 from ..trt.inspect import format_markdown, format_text, inspect_path, plot_histogram
 from .common import (
+    EXPORT_OPTIONS,
     FLAVOR_OPTIONS,
     OVERWRITE_OPTION,
     current_host,
@@ -157,3 +179,74 @@ def inspect_cmd(target, onnx_path, json_out, md_out, plot_out, top, overwrite):
         click.echo(f"wrote {write_bytes_atomic(md_out, format_markdown(report, top).encode(), overwrite)}")
     if plot_out:
         click.echo(f"wrote {plot_histogram(report, plot_out, overwrite)}")
+
+
+@click.command("engine")
+@click.option("--model", default=None,
+              help=f"YOLOv8 .pt checkpoint or .yaml config [default: {REFERENCE_MODEL}, the project's reference "
+                   f"model, where it exists; else {DEFAULT_MODEL}, random weights].")
+@with_options(EXPORT_OPTIONS)
+@click.option("--precision", default="fp16", show_default=True,
+              help="fp32, fp16, int8, a comma list, or all.")
+@click.option("--calib", default=str(DEFAULT_CALIB), show_default=True, type=click.Path(file_okay=False),
+              help="Calibration images (INT8; FP16 uses them to find values too large for FP16).")
+@click.option("--calib-num", default=512, show_default=True, type=click.IntRange(min=1),
+              help="Calibration images used at most.")
+@click.option("--calib-method", default="percentile", show_default=True, type=click.Choice(CALIB_METHODS),
+              help="Activation range method (percentile: 99.9999 % of |x|; see `trtbuild calibrate --help`).")
+@click.option("--reconstruct", default="none", show_default=True, type=click.Choice(RECONSTRUCT_METHODS),
+              help="Learn the INT8 model on the calibration images, its outputs matched to FP32 (minutes on a "
+                   "CPU): adaquant, the int8 weights, biases and activation scales; adaround, only each weight's "
+                   "rounding (up or down) and the scales. none: round to nearest.")
+@click.option("--reconstruct-steps", default=Int8Config.reconstruct_steps, show_default=True,
+              type=click.IntRange(min=0), help="Optimizer steps of --reconstruct.")
+@click.option("--reconstruct-images", default=Int8Config.reconstruct_images, show_default=True,
+              type=click.IntRange(min=1), help="Calibration images --reconstruct fits on.")
+@click.option("--data", default=None, type=click.Path(),
+              help="YOLO data set (data.yaml or its folder) for the INT8 accuracy budget and the precision report.")
+@click.option("--max-map-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Points of mAP50-95 INT8 may lose vs FP32 before layers fall back (needs --data).")
+@click.option("--eval-limit", default=None, type=click.IntRange(min=1),
+              help="The budget and the precision report evaluate the first N images of --data [default: all].")
+@with_options(FLAVOR_OPTIONS)
+@click.option("--strict", is_flag=True, help="Fail when a stage must be skipped on this host (e.g. no TensorRT).")
+def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, overwrite, precision, calib,
+               calib_num, calib_method, reconstruct, reconstruct_steps, reconstruct_images, data, max_map_drop,
+               eval_limit, flavor, target_cc, strict):
+    """Run the whole pipeline for MODEL: every stage whose inputs changed, as far as this host allows.
+
+    \b
+    Examples:
+      trtbuild engine --model models/shapes-yolov8n.pt                       # FP16 engine (what make engine runs)
+      trtbuild engine --model yolov8s.pt --precision all --calib my_images/ --data my_data/data.yaml
+      trtbuild engine --model best.pt --dynamic --batch 8 --flavor rtx --target-cc 8.9       # batch 1..8 profile
+    """
+    if model is None:
+        model = REFERENCE_MODEL if Path(REFERENCE_MODEL).is_file() else DEFAULT_MODEL
+        note = "the project's reference model" if model == REFERENCE_MODEL else \
+            "random weights: detections are meaningless; pass --model YOUR.pt"
+        click.echo(f"model     no --model given: {model} ({note})", err=True)
+    try:
+        precisions = tuple(parse_precisions(precision))
+    except TrtbuildError as exc:
+        raise click.BadParameter(f"{precision!r}: {str(exc).split(': ', 1)[-1]}", param_hint="--precision") from None
+    try:
+        calibrate = CalibrateConfig(images=Path(calib), num=calib_num, method=calib_method)
+    except TrtbuildError as exc:  # CalibrateConfig's ``num`` is this command's --calib-num
+        raise InputError(f"calib_num={calib_num}: {str(exc).split(': ', 1)[-1]}", param="calib_num") from None
+    cfg = PipelineConfig(
+        model=model,
+        export=ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset,
+                            out_dir=Path(out_dir), name=name),
+        precisions=precisions,
+        calibrate=calibrate,
+        int8=Int8Config(reconstruct=reconstruct, reconstruct_steps=reconstruct_steps,
+                        reconstruct_images=reconstruct_images),
+        budget=BudgetConfig(data=Path(data), max_map_drop=max_map_drop, limit=eval_limit) if data else None,
+        report=ReportConfig(data=Path(data), limit=eval_limit) if data else None,
+        build=BuildConfig(flavor=flavor, target_cc=target_cc),
+        strict=strict,
+        force=force,
+        overwrite=overwrite,
+    )
+    run_pipeline(cfg, host=current_host(), on_result=lambda label, res: click.echo(describe(res, label)))

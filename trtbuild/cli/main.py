@@ -20,8 +20,8 @@ from ..version import __version__
 from .common import error_line
 from .data import clean_cmd, synth_cmd
 from .deploy import deploy_cmd, serve_cmd
-from .engine import build_cmd, check_cmd, inspect_cmd
-from .model import doctor_cmd, engine_cmd, export_cmd, simplify_cmd
+from .engine import build_cmd, check_cmd, engine_cmd, inspect_cmd
+from .model import doctor_cmd, export_cmd, simplify_cmd
 from .precision import budget_cmd, calibrate_cmd, qat_cmd, report_cmd
 from .run import bench_cmd, eval_cmd, infer_cmd
 

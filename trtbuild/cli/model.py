@@ -8,27 +8,18 @@ from pathlib import Path
 import click
 
 from ..config import (
-    CALIB_METHODS,
-    DEFAULT_CALIB,
     DEFAULT_MODEL,
-    RECONSTRUCT_METHODS,
-    REFERENCE_MODEL,
     ExportConfig,
-    Int8Config,
     NmsConfig,
-    PipelineConfig,
     SimplifyConfig,
-    parse_precisions,
 )
 from ..console import human_bytes, table
-from ..errors import TrtbuildError
 from ..stages.export import export
 from ..stages.nms import nms_stage
 from ..stages.simplify import simplify
 from ..tasks.doctor import doctor, format_doctor
-from ..tasks.pipeline import run_pipeline
 from ..trt.compat import nms_plugin_notice
-from .common import EXPORT_OPTIONS, FLAVOR_OPTIONS, OVERWRITE_OPTION, current_host, with_flags, with_options
+from .common import EXPORT_OPTIONS, OVERWRITE_OPTION, current_host, with_flags, with_options
 from .present import describe
 
 
@@ -111,74 +102,3 @@ def doctor_cmd(as_json):
     """
     info = doctor(current_host(pycuda=True))
     click.echo(json.dumps(info, indent=2) if as_json else format_doctor(info))
-
-
-@click.command("engine")
-@click.option("--model", default=None,
-              help=f"YOLOv8 .pt checkpoint or .yaml config [default: {REFERENCE_MODEL}, the project's reference "
-                   f"model, where it exists; else {DEFAULT_MODEL}, random weights].")
-@with_options(EXPORT_OPTIONS)
-@click.option("--precision", default="fp16", show_default=True,
-              help="fp32, fp16, int8, a comma list, or all.")
-@click.option("--calib", default=str(DEFAULT_CALIB), show_default=True, type=click.Path(file_okay=False),
-              help="Calibration images (INT8; FP16 uses them to find values too large for FP16).")
-@click.option("--calib-num", default=512, show_default=True, type=click.IntRange(min=1),
-              help="Calibration images used at most.")
-@click.option("--calib-method", default="percentile", show_default=True, type=click.Choice(CALIB_METHODS),
-              help="Activation range method (percentile: 99.9999 % of |x|; see `trtbuild calibrate --help`).")
-@click.option("--reconstruct", default="none", show_default=True, type=click.Choice(RECONSTRUCT_METHODS),
-              help="Learn the INT8 model on the calibration images, its outputs matched to FP32 (minutes on a "
-                   "CPU): adaquant, the int8 weights, biases and activation scales; adaround, only each weight's "
-                   "rounding (up or down) and the scales. none: round to nearest.")
-@click.option("--reconstruct-steps", default=Int8Config.reconstruct_steps, show_default=True,
-              type=click.IntRange(min=0), help="Optimizer steps of --reconstruct.")
-@click.option("--reconstruct-images", default=Int8Config.reconstruct_images, show_default=True,
-              type=click.IntRange(min=1), help="Calibration images --reconstruct fits on.")
-@click.option("--data", default=None, type=click.Path(),
-              help="YOLO data set (data.yaml or its folder) for the INT8 accuracy budget and the precision report.")
-@click.option("--max-map-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="Points of mAP50-95 INT8 may lose vs FP32 before layers fall back (needs --data).")
-@click.option("--eval-limit", default=None, type=click.IntRange(min=1),
-              help="The budget and the precision report evaluate the first N images of --data [default: all].")
-@with_options(FLAVOR_OPTIONS)
-@click.option("--strict", is_flag=True, help="Fail when a stage must be skipped on this host (e.g. no TensorRT).")
-def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, force, overwrite, precision, calib,
-               calib_num, calib_method, reconstruct, reconstruct_steps, reconstruct_images, data, max_map_drop,
-               eval_limit, flavor, target_cc, strict):
-    """Run the whole pipeline for MODEL: every stage whose inputs changed, as far as this host allows.
-
-    \b
-    Examples:
-      trtbuild engine --model models/shapes-yolov8n.pt                       # FP16 engine (what make engine runs)
-      trtbuild engine --model yolov8s.pt --precision all --calib my_images/ --data my_data/data.yaml
-      trtbuild engine --model best.pt --dynamic --batch 8 --flavor rtx --target-cc 8.9       # batch 1..8 profile
-    """
-    if model is None:
-        model = REFERENCE_MODEL if Path(REFERENCE_MODEL).is_file() else DEFAULT_MODEL
-        note = "the project's reference model" if model == REFERENCE_MODEL else \
-            "random weights: detections are meaningless; pass --model YOUR.pt"
-        click.echo(f"model     no --model given: {model} ({note})", err=True)
-    try:
-        precisions = tuple(parse_precisions(precision))
-    except TrtbuildError as exc:
-        raise click.BadParameter(f"{precision!r}: {str(exc).split(': ', 1)[-1]}", param_hint="--precision") from None
-    cfg = PipelineConfig(
-        model=model,
-        export=ExportConfig(imgsz=imgsz, batch=batch, dynamic=dynamic, dynamic_hw=dynamic_hw, opset=opset,
-                            out_dir=Path(out_dir), name=name),
-        precisions=precisions,
-        calib=Path(calib),
-        calib_num=calib_num,
-        calib_method=calib_method,
-        int8=Int8Config(reconstruct=reconstruct, reconstruct_steps=reconstruct_steps,
-                        reconstruct_images=reconstruct_images),
-        data=Path(data) if data else None,
-        max_map_drop=max_map_drop,
-        eval_limit=eval_limit,
-        flavor=flavor,
-        target_cc=target_cc,
-        strict=strict,
-        force=force,
-        overwrite=overwrite,
-    )
-    run_pipeline(cfg, host=current_host(), on_result=lambda label, res: click.echo(describe(res, label)))

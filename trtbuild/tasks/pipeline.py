@@ -15,13 +15,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..artifacts import StageResult
-from ..config import (BudgetConfig, BuildConfig, CalibrateConfig, CheckConfig, FP16Config, PipelineConfig,
-                      ReportConfig)
+from ..config import CheckConfig, FP16Config, PipelineConfig
+from ..data.images import select_images
 from ..errors import DependencyMissingError, TrtbuildError
 from ..onnx.graph import load_onnx
 from ..onnx.modelinfo import ModelInfo
 from ..stages.export import export
-from ..data.images import select_images
 from ..stages.precision.calibrate import calibrate
 from ..stages.precision.fp16 import fp16
 from ..stages.precision.int8 import int8, qdq_tensors
@@ -52,12 +51,12 @@ class PipelineResult:
 
 def _calibration_images(cfg: PipelineConfig) -> list[Path]:
     """The calibration images FP16 measures ranges on (none when the folder is missing and INT8 not asked)."""
-    if not cfg.calib.is_dir():
+    if not cfg.calibrate.images.is_dir():
         return []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the calibrate stage reports a small set in its own words
-            return select_images(cfg.calib, cfg.calib_num, 0)[0]
+            return select_images(cfg.calibrate.images, cfg.calibrate.num, cfg.calibrate.seed)[0]
     except TrtbuildError:
         if "int8" in cfg.precisions:
             raise
@@ -76,7 +75,7 @@ def _precision_stages(cfg: PipelineConfig, sim: Path, info: ModelInfo, out: Pipe
         out.stages[label] = res
         on_result(label, res)
 
-    if not ({"fp16", "int8"} & set(cfg.precisions)) and not cfg.data:
+    if not ({"fp16", "int8"} & set(cfg.precisions)) and not cfg.report:
         return
     hw = info.run_hw()
     if "fp16" in cfg.precisions:
@@ -84,24 +83,21 @@ def _precision_stages(cfg: PipelineConfig, sim: Path, info: ModelInfo, out: Pipe
         done("fp16", fp16(sim, FP16Config(images=tuple(images), imgsz=hw, **_run(cfg))))
     if "int8" in cfg.precisions and prequantized_report(load_onnx(sim, check=False)) is not None:
         done("int8", int8(sim, None, replace(cfg.int8, **_run(cfg))))  # QAT: its own Q/DQ, no calibration
-        if cfg.data:
+        if cfg.budget:
             on_result("budget", "budget    skipped: the model was quantization-aware trained (its Q/DQ are kept "
                                 "as trained; no conv falls back)")
     elif "int8" in cfg.precisions:
-        cal = CalibrateConfig(images=cfg.calib, num=cfg.calib_num, batch=cfg.calib_batch, method=cfg.calib_method,
-                              tensors=tuple(qdq_tensors(sim)), imgsz=hw, **_run(cfg))
+        cal = replace(cfg.calibrate, tensors=tuple(qdq_tensors(sim)), imgsz=hw, **_run(cfg))
         ranges = calibrate(sim, cal, progress=progress)
         done("calibrate", ranges)
         if ranges.report.get("warning"):
             on_result("calibrate", f"calibrate warning: {ranges.report['warning']}")
         done("int8", int8(sim, ranges.output, replace(cfg.int8, **_run(cfg)), progress=progress))
-        if cfg.data:
-            budget = BudgetConfig(data=cfg.data, max_map_drop=cfg.max_map_drop, imgsz=hw, limit=cfg.eval_limit,
-                                  int8=cfg.int8, **_run(cfg))
+        if cfg.budget:
+            budget = replace(cfg.budget, imgsz=hw, int8=cfg.int8, **_run(cfg))
             done("budget", fit_budget(sim, ranges.output, budget, progress=progress))
-    if cfg.data:
-        report = ReportConfig(data=cfg.data, limit=cfg.eval_limit, **_run(cfg))
-        done("report", precision_report(sim, report, progress=progress))
+    if cfg.report:
+        done("report", precision_report(sim, replace(cfg.report, **_run(cfg)), progress=progress))
 
 
 def run_pipeline(cfg: PipelineConfig, host: Host | None = None, on_result: OnResult = lambda label, res: None,
@@ -117,7 +113,7 @@ def run_pipeline(cfg: PipelineConfig, host: Host | None = None, on_result: OnRes
     on_result("simplify", sim)
     info = ModelInfo.of_onnx(sim.output)  # the geometry every later stage uses
     _precision_stages(cfg, sim.output, info, out, on_result, progress)
-    blocker = host.build_blocker(cfg.flavor)
+    blocker = host.build_blocker(cfg.build.flavor)
     if blocker:
         message = f"build skipped ({','.join(cfg.precisions)}): {blocker}"
         if cfg.strict:
@@ -125,10 +121,10 @@ def run_pipeline(cfg: PipelineConfig, host: Host | None = None, on_result: OnRes
         out.engine_skipped = blocker
         on_result("engine", f"engine    {message}; the ONNX artifacts above are ready for a TensorRT host")
         return out
-    flavor = host.flavor(cfg.flavor)
-    configs = {p: BuildConfig(precision=p, max_batch=cfg.export.batch if info.dynamic_batch else None,
-                              opt_hw=info.run_hw() if info.dynamic_hw else None, flavor=flavor,
-                              target_cc=cfg.target_cc, out_dir=cfg.out_dir, **_run(cfg))
+    flavor = host.flavor(cfg.build.flavor)
+    configs = {p: replace(cfg.build, precision=p, max_batch=cfg.export.batch if info.dynamic_batch else None,
+                          opt_hw=info.run_hw() if info.dynamic_hw else None, flavor=flavor, out_dir=cfg.out_dir,
+                          **_run(cfg))
                for p in cfg.precisions}
     for source in dict.fromkeys(choose_source(sim.output, c, host.info(flavor))[0] for c in configs.values()):
         checked = check(source, CheckConfig(flavor, **_run(cfg)), host=host)  # what this TensorRT makes of it
