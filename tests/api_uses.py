@@ -2,7 +2,7 @@
 uses it.
 
 Qualified as in tests/trt_api/*.txt -> the TensorRT majors (or versions, "10.13") whose code path uses it.
-tests/apicheck.py, run by tests/test_trt_api.py, fails when a tensorrt attribute chain in trtbuild/ is missing
+tests/apicheck.py, run by tests/trt/test_trt_api.py, fails when a tensorrt attribute chain in trtbuild/ is missing
 here, or when a name is absent from the API list of a version it claims ("10": 10.3.0 and 10.13.3.9; "11": 11.4.0.106).
 """
 

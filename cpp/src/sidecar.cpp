@@ -85,7 +85,7 @@ std::string pyStr(const json& v, bool nested = false) {
 }
 
 // `trtbuild build`'s defaults (trtbuild/config.py BuildConfig().to_dict()): an option equal to its default is left
-// out of the rebuild command. tests/test_cpp.py compares the resulting commands with Python's.
+// out of the rebuild command. tests/cpp/test_cpp.py compares the resulting commands with Python's.
 const json& buildDefaults() {
   static const json d = json::parse(R"({"precision": "fp16", "int8_mode": "auto", "min_batch": null,
     "opt_batch": null, "max_batch": null, "min_hw": null, "opt_hw": null, "max_hw": null, "workspace_mb": null,

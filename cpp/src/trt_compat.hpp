@@ -1,7 +1,7 @@
 // The one place where TensorRT version differences are decided for the C++ runtime (as trtbuild/trt/compat.py
 // is for Python). Everything else in src/ calls the API common to 10.3 (JetPack 6), 10.16 (JetPack 7) and 11.x.
 //
-// What differs across the releases this project compiles against (public headers, tests/test_cpp.py):
+// What differs across the releases this project compiles against (public headers, tests/cpp/test_cpp.py):
 //   * ICudaEngine::getDeviceMemorySize(): gone in 11 → getDeviceMemorySizeV2() (10.1+).
 //   * ICudaEngine::createExecutionContextWithoutDeviceMemory(): gone in 11 → createExecutionContext(strategy).
 //   * DataType::kFP4 / kE8M0: absent from 10.3, present in 10.16 and 11.1 (the guards below place them at 10.8 and

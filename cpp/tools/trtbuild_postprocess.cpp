@@ -1,7 +1,7 @@
 // trtbuild-postprocess: trtbuild's C++ pre/post-processing on the CPU, with the engine's outputs supplied from a
 // file (e.g. saved from ONNX Runtime). It reads the engine's sidecar exactly as trtbuild::Detector does, letterboxes
 // every frame of SOURCE, decodes the outputs and prints the JSON lines `trtbuild infer` prints. Runs where TensorRT
-// is absent: it is how the C++ pre/post-processing is compared with Python's (tests/test_cpp.py).
+// is absent: it is how the C++ pre/post-processing is compared with Python's (tests/cpp/test_cpp.py).
 #include <cstring>
 #include <fstream>
 #include <iostream>

@@ -2,7 +2,7 @@
 
 The only module that drives TensorRT's builder, for both flavors (standard TensorRT, TensorRT-RTX). Every name it
 uses is declared in ``tests/api_uses.py`` and checked against the real 10.3 / 10.13 / 11.4 bindings and
-TensorRT-RTX 1.7.1 by tests/test_trt_api.py; flavor and version differences are decided in compat.py
+TensorRT-RTX 1.7.1 by tests/trt/test_trt_api.py; flavor and version differences are decided in compat.py
 (``weak_typing``, ``strong_typing_solid``, ``hardware_compat_level``, ``refuse_unsupported``). Engine files are
 plain serialized engines; what a loader needs to know lives in the sidecar. The build is a stage like the others
 (``artifacts.run_stage``): keyed by the source ONNX's hash and every option, skipped when the engine and its
