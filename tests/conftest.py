@@ -65,7 +65,7 @@ def _missing_live_reason() -> str | None:
 def pytest_collection_modifyitems(config, items):
     reasons = None
     for item in items:
-        wanted = [m for m in ("trt", "gpu", "rtx", "triton", "live", "qat") if m in item.keywords]
+        wanted = [m for m in ("trt", "gpu", "rtx", "triton", "live", "qat") if item.get_closest_marker(m) is not None]
         if not wanted:
             continue
         if reasons is None:

@@ -30,7 +30,7 @@ def flag_for(param: str) -> str:
 PARAMS = {f.name for c in (config.ExportConfig, config.SimplifyConfig, config.NmsConfig, config.FP16Config,
                            config.CalibrateConfig, config.Int8Config, config.BuildConfig, config.BudgetConfig,
                            config.ReportConfig, config.PipelineConfig, config.DeployConfig, config.CheckConfig,
-                           config.StreamConfig) for f in dataclasses.fields(c)}
+                           config.StreamConfig, config.QatConfig) for f in dataclasses.fields(c)}
 PARAMS |= set(FLAGS) | {"imgsz", "batches", "warmup", "iters", "max_det", "conf", "iou", "batch", "triton",
                         "concurrency", "requests", "overwrite", "save_dir", "json_path", "train", "val"}
 _PARAM_RE = re.compile(r"(?<![\w.-])([a-z][a-z0-9_]*)=(True\b)?")

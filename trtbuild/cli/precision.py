@@ -134,16 +134,21 @@ def report_cmd(sim_onnx, data, split, limit, compare_dir, num_compare, out_prefi
 @click.argument("model", metavar="MODEL", type=click.Path(dir_okay=False, exists=True))
 @click.option("--data", required=True, type=click.Path(exists=True),
               help="Labelled YOLO data set with train and val splits (data.yaml or its folder).")
-@click.option("--epochs", default=QatConfig.epochs, show_default=True, type=click.IntRange(min=1))
-@click.option("--imgsz", default=QatConfig.imgsz, show_default=True, type=click.IntRange(min=32))
-@click.option("--batch", default=QatConfig.batch, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=QatConfig.epochs, show_default=True, type=click.IntRange(min=1),
+              help="Fine-tuning epochs with INT8 fake quantization.")
+@click.option("--imgsz", default=QatConfig.imgsz, show_default=True, type=click.IntRange(min=32),
+              help="Training image size (square).")
+@click.option("--batch", default=QatConfig.batch, show_default=True, type=click.IntRange(min=1),
+              help="Training batch size.")
 @click.option("--lr0", default=QatConfig.lr0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Initial learning rate (fine-tuning: lower than ultralytics' from-scratch 0.01).")
 @click.option("--fraction", default=QatConfig.fraction, show_default=True,
               type=click.FloatRange(0, 1, min_open=True), help="Share of the train split used.")
 @click.option("--device", default=QatConfig.device, show_default=True, help="cpu, or a CUDA device such as 0.")
-@click.option("--workers", default=QatConfig.workers, show_default=True, type=click.IntRange(min=0))
-@click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False))
+@click.option("--workers", default=QatConfig.workers, show_default=True, type=click.IntRange(min=0),
+              help="Data loader worker processes.")
+@click.option("--out-dir", default=str(DEFAULT_OUT_DIR), show_default=True, type=click.Path(file_okay=False),
+              help="Folder NAME-qat.pt and its report are written to.")
 @click.option("--name", default=None, help="NAME of NAME-qat.pt [default: the model file's stem].")
 @click.option("--force", is_flag=True, help="Train again even when model, data and options are unchanged.")
 @OVERWRITE_OPTION

@@ -41,7 +41,7 @@ def qat(model: str | os.PathLike, config: QatConfig, *, progress: bool = False) 
         raise InputError(f"{src}: quantization-aware training starts from a trained ultralytics .pt checkpoint",
                          param="model")
     if importlib.util.find_spec("modelopt") is None:
-        raise DependencyMissingError(f"{QAT_REQUIREMENT} is not installed: ultralytics' quantize=8 training needs "
+        raise DependencyMissingError(f"{QAT_REQUIREMENT} is not installed: ultralytics' INT8 quantization-aware training needs "
                                      "it; pip install 'trtbuild[qat]' (or make qat-venv)")
     ds = load_dataset(cfg.data, "train")
     yaml_file = ds.yaml_file
