@@ -33,6 +33,7 @@ _RUN_FIELDS = ("force", "overwrite", "out_dir", "name", "out", "strict")
 MAX_IMGSZ = 8192  # beyond this an input's activations alone need tens of GiB
 DEFAULT_IMGSZ = (640, 640)  # the size YOLO models are trained and exported at (ModelInfo's fallback too)
 DEFAULT_STRIDE = 32  # the largest stride of a YOLO detect head
+HEAD_STRIDES = (8, 16, 32)  # the strides of a YOLOv8/YOLO11/YOLO26 detect head's three scales
 
 
 def parse_imgsz(value: int | str | tuple | list, param: str = "imgsz") -> tuple[int, int]:

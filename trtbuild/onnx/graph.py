@@ -9,6 +9,7 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
+from ..config import HEAD_STRIDES
 from ..errors import InputError
 from ..iospec import IOSpec
 
@@ -96,7 +97,7 @@ def parse_literal(text: str | None, default=None):
         return text
 
 
-def anchor_count(h: int, w: int, strides=(8, 16, 32)) -> int:
+def anchor_count(h: int, w: int, strides: tuple[int, ...] = HEAD_STRIDES) -> int:
     """Number of YOLOv8 anchor points for an H×W input: Σ ceil(H/s)·ceil(W/s) over the head strides."""
     return sum(-(-h // s) * -(-w // s) for s in strides)
 
