@@ -220,6 +220,7 @@ def engine_cmd(model, imgsz, batch, dynamic, dynamic_hw, opset, out_dir, name, f
       trtbuild engine --model models/shapes-yolov8n.pt                       # FP16 engine (what make engine runs)
       trtbuild engine --model yolov8s.pt --precision all --calib my_images/ --data my_data/data.yaml
       trtbuild engine --model best.pt --dynamic --batch 8 --flavor rtx --target-cc 8.9       # batch 1..8 profile
+      trtbuild engine --model best.pt --precision int8 --calib my_images/ --reconstruct adaquant  # learned INT8
     """
     if model is None:
         model = REFERENCE_MODEL if Path(REFERENCE_MODEL).is_file() else DEFAULT_MODEL
