@@ -82,7 +82,7 @@ def ort_quantize_static(sim_onnx: Path, images: list[Path], imgsz, out: Path, ex
     from onnxruntime.quantization import quantize_static
 
     from trtbuild.onnx.graph import load_onnx
-    from trtbuild.stages.precision.qdq import head_decode_nodes
+    from trtbuild.stages.precision.heads import head_decode_nodes
     from trtbuild.stages.precision.ranges import CalibrationData
 
     data = list(CalibrationData(images, imgsz, batch=8))
@@ -91,18 +91,24 @@ def ort_quantize_static(sim_onnx: Path, images: list[Path], imgsz, out: Path, ex
     return out
 
 
-def _calibrated(sim: Path, work: Path, method: str, args, tensors) -> tuple[Path, dict, float, str]:
-    """``sim`` copied into ``work/<method>/``, calibrated there with ``method`` and quantized: (int8 ONNX, its
-    report, calibration seconds, a note when an earlier run's ranges were reused)."""
+def _own_copy(sim: Path, folder: Path) -> Path:
+    """``sim`` copied into ``folder`` (created): each recipe gets a folder of its own, since every stage writes
+    NAME.<stage> files beside its input."""
     import shutil
 
-    from trtbuild import CalibrateConfig, calibrate
-    from trtbuild.stages.precision.int8 import int8
-
-    folder = work / method
     folder.mkdir(parents=True, exist_ok=True)
     own = folder / sim.name
     shutil.copyfile(sim, own)
+    return own
+
+
+def _calibrated(sim: Path, work: Path, method: str, args, tensors) -> tuple[Path, dict, float, str]:
+    """``sim`` copied into ``work/<method>/``, calibrated there with ``method`` and quantized: (int8 ONNX, its
+    report, calibration seconds, a note when an earlier run's ranges were reused)."""
+    from trtbuild import CalibrateConfig, calibrate
+    from trtbuild.stages.precision.int8 import int8
+
+    own = _own_copy(sim, work / method)
     cal = calibrate(own, CalibrateConfig(images=Path(args.calib), num=args.num, method=method, tensors=tensors),
                     progress=True)
     q = int8(own, cal.output)
@@ -112,16 +118,11 @@ def _calibrated(sim: Path, work: Path, method: str, args, tensors) -> tuple[Path
 def _reconstructed(int8_onnx: Path, ranges: Path, work: Path, method: str, args) -> tuple[Path, dict]:
     """The default recipe's Q/DQ model with learned int8 weights and scales (``--reconstruct METHOD``), in
     ``work/METHOD/`` (its own folder: the int8 stage writes NAME.int8.onnx)."""
-    import shutil
-
     from trtbuild import Int8Config
+    from trtbuild.layout import Layout
     from trtbuild.stages.precision.int8 import int8
 
-    folder = work / method
-    folder.mkdir(parents=True, exist_ok=True)
-    sim = int8_onnx.with_name(int8_onnx.name.replace(".int8.onnx", ".sim.onnx"))
-    own = folder / sim.name
-    shutil.copyfile(sim, own)
+    own = _own_copy(Layout.of(int8_onnx).sim, work / method)
     cfg = Int8Config(reconstruct=method, reconstruct_steps=args.reconstruct_steps,
                      reconstruct_images=args.reconstruct_images)
     q = int8(own, ranges, cfg, progress=True)

@@ -9,7 +9,7 @@ node goes to FP16 except those that are not safe there, which stay FP32 behind e
   decoding in grid units and then multiplying by a power-of-two stride loses exactly as much;
 * weights beyond FP16's range (|w| > 65504);
 * ``block_nodes`` given by the caller; without ``ranges``, the head decode found by graph pattern
-  (:func:`trtbuild.stages.precision.qdq.head_decode_nodes`) stays FP32 since nothing tells how large its values get.
+  (:func:`trtbuild.stages.precision.heads.head_decode_nodes`) stays FP32 since nothing tells how large its values get.
 
 Which inputs of a node may be float16 is read from the op's ONNX schema (type constraints), so inputs that must
 stay float32 (Resize ``scales``; Q/DQ scales before opset 19) keep it. Written by hand instead of
@@ -36,7 +36,7 @@ from ...layout import Layout
 from ...onnx.graph import graph_counts, load_onnx
 from ...onnx.graph import opset as _opset
 from ...onnx.modelinfo import ModelInfo
-from .qdq import head_decode_nodes
+from .heads import head_decode_nodes
 from .ranges import CalibrationData, compute_ranges
 
 FP16_MAX = 65504.0

@@ -44,7 +44,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ...errors import InputError
 from ...onnx.graph import opset as _opset
-from .heads import GraphIndex, decode_conv_reason, float_compute_nodes, head_decode_nodes, head_outputs  # noqa: F401
+from .heads import GraphIndex, decode_conv_reason, float_compute_nodes, head_decode_nodes
 from .table import amax as _amax
 
 MIN_OPSET = 13  # DequantizeLinear's ``axis`` (per-channel) exists from opset 13
